@@ -1,0 +1,1 @@
+"""Runtime settings for the real services: Ray (local or a cluster) and MLflow. Deploy files live beside."""

@@ -1,0 +1,1 @@
+"""Dataset adapters: native files in, canonical samples out."""

@@ -1,0 +1,240 @@
+"""From the store to training batches: one per-sample function, used by an in-process path and a Ray Data path.
+
+    batches = training_batches(store, mix={"kitti": 1, "nyu": 1}, seed=0, epoch=0, batch_size=8)
+    ds = training_dataset(store, ...same arguments...)   # ray.data.Dataset with identical tensors
+
+Each item: rgb uint8 Bx3xHxW (ImageNet normalisation happens on the device: a float32 batch is 4x the
+bytes to move), depth_c float32 Bx1xHxW (canonical metres; metres when cstm is none), valid bool
+Bx1xHxW, k_px_c float32 Bx4 (intrinsics after the transform), f_px float32 B (the original focal, to
+de-canonicalise), sample_id and dataset (lists of str).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from pipelines.cstm import SPARSE_VALID_FRAC, apply, check_mode, plan_transform
+from pipelines.sampling import EpochOrder, augment_rng, epoch_order, rank_positions, steps_per_epoch
+from schemas.camera import mean_focal_px
+from store import Store, as_store
+
+# The columns a loader needs from the catalog: everything to locate, verify and decode a sample.
+LOAD_COLUMNS = [
+    "sample_id",
+    "dataset",
+    "split",
+    "height",
+    "width",
+    "fx",
+    "fy",
+    "cx",
+    "cy",
+    "valid_frac",
+    "rgb_codec",
+    "depth_codec",
+    "depth_scale",
+    "shard",
+    "index",
+    "checksum",
+]
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random geometric augmentation of Metric3D: resize ratio range, crop size, flip probability."""
+
+    cstm: str = "label"
+    crop_hw: tuple[int, int] = (512, 960)
+    ratio_range: tuple[float, float] = (0.9, 1.4)
+    flip_prob: float = 0.5
+
+
+def load_sample(store: Store, row: dict[str, Any], aug: Augment, seed: int, epoch: int, position: int) -> dict:
+    """One catalog row -> one transformed training example (numpy), drawing from (seed, epoch, position)."""
+    rgb, depth = store.read_arrays(row)
+    k_px = (row["fx"], row["fy"], row["cx"], row["cy"])
+    rng = augment_rng(seed, epoch, position)
+    ratio = float(rng.uniform(*aug.ratio_range))
+    crop_uv = (float(rng.random()), float(rng.random()))
+    flip = bool(rng.random() < aug.flip_prob)
+    plan = plan_transform(rgb.shape[:2], k_px, aug.cstm, ratio, aug.crop_hw, crop_uv, flip)
+    rgb, depth, valid, k = apply(rgb, depth, plan, sparse=row["valid_frac"] < SPARSE_VALID_FRAC)
+    return {
+        "rgb": np.ascontiguousarray(rgb.transpose(2, 0, 1)),
+        "depth_c": depth[None],
+        "valid": valid[None],
+        "k_px_c": np.asarray(k, np.float32),
+        "f_px": np.float32(mean_focal_px(k_px)),
+        "sample_id": row["sample_id"],
+        "dataset": row["dataset"],
+    }
+
+
+def collate(examples: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        k: torch.from_numpy(np.stack([e[k] for e in examples])) for k in ("rgb", "depth_c", "valid", "k_px_c", "f_px")
+    }
+    out["sample_id"] = [e["sample_id"] for e in examples]
+    out["dataset"] = [e["dataset"] for e in examples]
+    return out
+
+
+def training_rows(store: Store, split: str = "train", datasets: list[str] | None = None) -> pa.Table:
+    """The rows training draws from, sorted by sample_id so row numbers do not depend on file listing order."""
+    table = store.catalog(columns=LOAD_COLUMNS)
+    mask = pc.equal(table["split"], split)
+    if datasets:
+        mask = pc.and_(mask, pc.is_in(table["dataset"], pa.array(datasets)))
+    table = table.filter(mask)
+    if table.num_rows == 0:
+        raise ValueError(f"{store.url} has no {split} rows" + (f" in datasets {datasets}" if datasets else ""))
+    return table.sort_by("sample_id")
+
+
+def catalog_digest(table: pa.Table) -> str:
+    """A short digest of exactly which samples (ids and bytes) a run drew from."""
+    h = hashlib.blake2b(digest_size=8)
+    for col in ("sample_id", "checksum"):
+        for chunk in table[col].chunks:
+            h.update("\n".join(chunk.to_pylist()).encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything both paths need for one rank's epoch: rows, order, and where to start."""
+
+    rows: pa.Table
+    order: EpochOrder
+    steps: int
+
+
+def plan_epoch(
+    store: Store, mix: dict[str, float] | None, seed: int, epoch: int, batch_size: int, split: str = "train"
+) -> Plan:
+    rows = training_rows(store, split, sorted(mix) if mix else None)
+    order = epoch_order(rows, seed, epoch, mix)
+    steps = steps_per_epoch(order, batch_size)
+    if steps == 0:
+        raise ValueError(f"an epoch of {len(order.rows)} samples holds no global batch of {batch_size}")
+    return Plan(rows, order, steps)
+
+
+def _rank_rows(plan: Plan, batch_size: int, rank: int, world_size: int, start_step: int) -> tuple[np.ndarray, pa.Table]:
+    positions = (
+        np.concatenate([rank_positions(s, batch_size, rank, world_size) for s in range(start_step, plan.steps)])
+        if start_step < plan.steps
+        else np.zeros(0, np.int64)
+    )
+    return positions, plan.rows.take(pa.array(plan.order.rows[positions]))
+
+
+def training_batches(
+    store: Store | str,
+    mix: dict[str, float] | None = None,
+    seed: int = 0,
+    epoch: int = 0,
+    batch_size: int = 8,
+    rank: int = 0,
+    world_size: int = 1,
+    start_step: int = 0,
+    cstm: str = "label",
+    crop_hw: tuple[int, int] = (512, 960),
+    split: str = "train",
+) -> Iterator[dict[str, Any]]:
+    """In-process path (no Ray): this rank's batches of one epoch, from global step `start_step`."""
+    store = as_store(store)
+    aug = Augment(check_mode(cstm), tuple(crop_hw))
+    plan = plan_epoch(store, mix, seed, epoch, batch_size, split)
+    per = batch_size // world_size
+    positions, rows = _rank_rows(plan, batch_size, rank, world_size, start_step)
+    rows_py = rows.to_pylist()
+    for i in range(0, len(rows_py), per):
+        yield collate(
+            [
+                load_sample(store, r, aug, seed, epoch, int(p))
+                for r, p in zip(rows_py[i : i + per], positions[i : i + per])
+            ]
+        )
+
+
+class _LoadBatch:
+    """Ray Data map_batches worker: keeps its store (and open shard arrays) across batches."""
+
+    def __init__(self, store_url: str, storage_options: dict, aug: Augment, seed: int, epoch: int) -> None:
+        from store import open_store
+
+        self.store = open_store(store_url, storage_options)
+        self.aug, self.seed, self.epoch = aug, seed, epoch
+
+    def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
+        examples = [
+            load_sample(self.store, r, self.aug, self.seed, self.epoch, r["position"]) for r in batch.to_pylist()
+        ]
+        out = {k: np.stack([e[k] for e in examples]) for k in ("rgb", "depth_c", "valid", "k_px_c", "f_px")}
+        out["sample_id"] = np.array([e["sample_id"] for e in examples], dtype=object)
+        out["dataset"] = np.array([e["dataset"] for e in examples], dtype=object)
+        return out
+
+
+def training_dataset(
+    store: Store | str,
+    mix: dict[str, float] | None = None,
+    seed: int = 0,
+    epoch: int = 0,
+    batch_size: int = 8,
+    rank: int = 0,
+    world_size: int = 1,
+    start_step: int = 0,
+    cstm: str = "label",
+    crop_hw: tuple[int, int] = (512, 960),
+    split: str = "train",
+    num_cpus: float = 1.0,
+    concurrency: int = 1,
+):
+    """Ray Data path: a ray.data.Dataset of this rank's batches (one block per batch, order preserved).
+
+    Iterate it with `iter_torch(ds, batch_size // world_size)` to get the same dicts as training_batches."""
+    import ray.data
+
+    store = as_store(store)
+    aug = Augment(check_mode(cstm), tuple(crop_hw))
+    plan = plan_epoch(store, mix, seed, epoch, batch_size, split)
+    per = batch_size // world_size
+    positions, rows = _rank_rows(plan, batch_size, rank, world_size, start_step)
+    rows = rows.append_column("position", pa.array(positions))
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    blocks = [rows.slice(i, per) for i in range(0, rows.num_rows, per)] or [rows]
+    return ray.data.from_arrow(blocks).map_batches(
+        _LoadBatch,
+        fn_constructor_kwargs={
+            "store_url": store.url,
+            "storage_options": store.storage_options,
+            "aug": aug,
+            "seed": seed,
+            "epoch": epoch,
+        },
+        batch_size=per,
+        batch_format="pyarrow",
+        num_cpus=num_cpus,
+        concurrency=concurrency,
+    )
+
+
+def iter_torch(ds, batch_size: int) -> Iterator[dict[str, Any]]:
+    """Batches of a training_dataset as the same dicts of tensors the in-process path yields."""
+    for b in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        out: dict[str, Any] = {
+            k: torch.from_numpy(np.ascontiguousarray(b[k])) for k in ("rgb", "depth_c", "valid", "k_px_c", "f_px")
+        }
+        out["sample_id"] = [str(s) for s in b["sample_id"]]
+        out["dataset"] = [str(s) for s in b["dataset"]]
+        yield out

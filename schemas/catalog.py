@@ -1,0 +1,93 @@
+"""The catalog row (one per committed sample) and the quarantine row, as Arrow schemas checked by pandera.
+
+The Arrow schema is what the store writes; `validate_catalog` is the full, slower pandera check used at
+write time on each shard's part and by audits. Reading checks only the cheap invariants (schema, unique ids).
+"""
+
+from __future__ import annotations
+
+import pandera.pandas as pda
+import pyarrow as pa
+
+from schemas.sample import SENSOR_KINDS, SPLITS
+
+CATALOG_COLUMNS = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("dataset", pa.string()),
+        ("split", pa.string()),
+        ("scene", pa.string()),
+        ("frame", pa.string()),
+        ("camera", pa.string()),
+        ("sensor", pa.string()),
+        ("source_uris", pa.list_(pa.string())),
+        ("adapter", pa.string()),
+        ("adapter_version", pa.int32()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("fx", pa.float64()),
+        ("fy", pa.float64()),
+        ("cx", pa.float64()),
+        ("cy", pa.float64()),
+        ("valid_frac", pa.float64()),
+        ("depth_min_m", pa.float64()),
+        ("depth_median_m", pa.float64()),
+        ("depth_max_m", pa.float64()),
+        ("rgb_codec", pa.string()),
+        ("depth_codec", pa.string()),
+        ("depth_scale", pa.float64()),
+        ("shard", pa.string()),
+        ("index", pa.int32()),
+        ("rgb_bytes", pa.int64()),
+        ("depth_bytes", pa.int64()),
+        ("checksum", pa.string()),
+    ]
+)
+
+QUARANTINE_COLUMNS = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("split", pa.string()),
+        ("item", pa.string()),
+        ("sample_id", pa.string()),
+        ("file", pa.string()),
+        ("reason", pa.string()),
+        ("shard", pa.string()),
+    ]
+)
+
+_nonempty = pda.Check.str_length(min_value=1)
+_CATALOG_SCHEMA = pda.DataFrameSchema(
+    {
+        "sample_id": pda.Column(str, _nonempty, unique=True, nullable=False),
+        "dataset": pda.Column(str, pda.Check.str_matches(r"^[a-z0-9_]+$"), nullable=False),
+        "split": pda.Column(str, pda.Check.isin(SPLITS)),
+        "scene": pda.Column(str, nullable=False),
+        "frame": pda.Column(str, nullable=False),
+        "camera": pda.Column(str, nullable=False),
+        "sensor": pda.Column(str, pda.Check.isin(SENSOR_KINDS)),
+        "height": pda.Column("int32", pda.Check.gt(0)),
+        "width": pda.Column("int32", pda.Check.gt(0)),
+        "fx": pda.Column(float, pda.Check.gt(0)),
+        "fy": pda.Column(float, pda.Check.gt(0)),
+        "cx": pda.Column(float),
+        "cy": pda.Column(float),
+        "valid_frac": pda.Column(float, pda.Check.in_range(0.0, 1.0)),
+        # NaN when a sample has no valid pixel (kept: a fully invalid frame is still an image).
+        "depth_min_m": pda.Column(float, pda.Check.ge(0), nullable=True),
+        "depth_median_m": pda.Column(float, pda.Check.ge(0), nullable=True),
+        "depth_max_m": pda.Column(float, pda.Check.ge(0), nullable=True),
+        "shard": pda.Column(str, _nonempty),
+        "index": pda.Column("int32", pda.Check.ge(0)),
+        "checksum": pda.Column(str, pda.Check.str_length(min_value=16)),
+    },
+    strict=False,
+)
+
+
+def validate_catalog(table: pa.Table) -> pa.Table:
+    """Full check of catalog rows (types, ranges, non-null ids, unique sample_id); raises pandera SchemaError."""
+    if not table.schema.equals(CATALOG_COLUMNS):
+        raise ValueError(f"catalog schema differs from the expected one:\n{table.schema}\nexpected:\n{CATALOG_COLUMNS}")
+    _CATALOG_SCHEMA.validate(table.drop_columns(["source_uris"]).to_pandas())
+    return table

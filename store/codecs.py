@@ -1,0 +1,129 @@
+"""How sample arrays become bytes and back. The only module that knows the payload encodings.
+
+RGB codecs (name -> what the bytes are):
+  source  the dataset's own encoded file (JPEG or PNG), kept byte for byte; decoded with OpenCV
+  raw     uint8 HxWx3, zstd-compressed
+Depth codecs:
+  u16     integer depth raw = round(depth_m * depth_scale) as uint16, zstd-compressed (lossless for
+          datasets that ship integers: KITTI /256, NYU mm, ...)
+  f32     float32 metres, zstd-compressed (datasets that ship floats)
+`valid` is not stored: the canonical contract makes it exactly depth_m > 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numcodecs import Zstd
+
+_ZSTD = Zstd(level=3)
+_PNG_END = b"IEND\xaeB`\x82"
+_JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
+
+
+def checksum(*payloads: bytes) -> str:
+    """blake2b-128 over the stored payloads (length-prefixed, so payload boundaries count)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in payloads:
+        h.update(len(p).to_bytes(8, "little"))
+        h.update(p)
+    return h.hexdigest()
+
+
+class DecodeError(ValueError):
+    """Bytes that do not decode to what they claim to be."""
+
+
+def image_format(data: bytes) -> str:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:2] == _JPEG_SOI:
+        return "jpeg"
+    raise DecodeError("neither PNG nor JPEG (unknown magic bytes)")
+
+
+def _check_complete(data: bytes, fmt: str) -> None:
+    # libpng and libjpeg fill a truncated image with grey and only warn: check the end marker ourselves.
+    if fmt == "png" and not data.rstrip(b"\x00").endswith(_PNG_END):
+        raise DecodeError("truncated PNG (no IEND chunk at the end)")
+    if fmt == "jpeg" and _JPEG_EOI not in data[-64:]:
+        raise DecodeError("truncated JPEG (no end-of-image marker)")
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 HxWx3 RGB (8-bit colour) or HxW uint16/uint8 (single channel, as stored)."""
+    fmt = image_format(data)
+    _check_complete(data, fmt)
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise DecodeError(f"OpenCV could not decode this {fmt.upper()}")
+    if arr.ndim == 3:
+        if arr.dtype != np.uint8:
+            raise DecodeError(f"colour image of dtype {arr.dtype}, expected 8-bit")
+        code = cv2.COLOR_BGRA2RGB if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        arr = cv2.cvtColor(arr, code)
+    return arr
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    arr = decode_image(data)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2) if arr.dtype == np.uint8 else None
+        if arr is None:
+            raise DecodeError("single-channel 16-bit image where a colour image was expected")
+    return arr
+
+
+@dataclass(frozen=True)
+class Encoded:
+    codec: str
+    data: bytes
+
+
+def encode_rgb(rgb: np.ndarray, codec: str, source: bytes | None, source_format: str | None) -> Encoded:
+    """`source` keeps the dataset's bytes when it has them (else falls back to raw)."""
+    if codec == "source" and source is not None and source_format in ("jpeg", "png"):
+        return Encoded(source_format, source)
+    if codec in ("source", "raw"):
+        return Encoded("raw", _ZSTD.encode(np.ascontiguousarray(rgb)))
+    raise ValueError(f"unknown rgb codec {codec!r}; valid: source, raw")
+
+
+def decode_rgb_payload(codec: str, data: bytes, height: int, width: int) -> np.ndarray:
+    if codec in ("jpeg", "png"):
+        return decode_rgb(data)
+    if codec == "raw":
+        return np.frombuffer(_ZSTD.decode(data), np.uint8).reshape(height, width, 3)
+    raise DecodeError(f"unknown stored rgb codec {codec!r}")
+
+
+def encode_depth(depth_m: np.ndarray, depth_scale: float | None) -> tuple[Encoded, float]:
+    """Integers when they reproduce depth_m bit for bit (checked), float32 otherwise. Returns the scale used."""
+    if depth_scale:
+        raw = np.rint(depth_m.astype(np.float64) * depth_scale)
+        if raw.max(initial=0) <= np.iinfo(np.uint16).max:
+            raw16 = raw.astype(np.uint16)
+            if np.array_equal(_u16_to_m(raw16, depth_scale), depth_m):
+                return Encoded("u16", _ZSTD.encode(raw16)), float(depth_scale)
+    return Encoded("f32", _ZSTD.encode(np.ascontiguousarray(depth_m, np.float32))), 0.0
+
+
+def _u16_to_m(raw: np.ndarray, depth_scale: float) -> np.ndarray:
+    # The same float32 division the adapters use, so integer depth round-trips exactly.
+    return raw.astype(np.float32) / np.float32(depth_scale)
+
+
+def depth_from_u16(raw: np.ndarray, depth_scale: float) -> np.ndarray:
+    """Native integer depth -> metres (float32), 0 stays 0. Adapters call this so the store round-trips."""
+    return _u16_to_m(raw, depth_scale)
+
+
+def decode_depth_payload(codec: str, data: bytes, height: int, width: int, depth_scale: float) -> np.ndarray:
+    if codec == "u16":
+        return _u16_to_m(np.frombuffer(_ZSTD.decode(data), np.uint16).reshape(height, width), depth_scale)
+    if codec == "f32":
+        return np.frombuffer(_ZSTD.decode(data), np.float32).reshape(height, width).copy()
+    raise DecodeError(f"unknown stored depth codec {codec!r}")

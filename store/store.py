@@ -1,0 +1,190 @@
+"""Reading a store: the catalog, the quarantine, and one sample by id (checksum verified)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import zarr
+from zarr.storage import FsspecStore, LocalStore
+
+from schemas.catalog import CATALOG_COLUMNS, QUARANTINE_COLUMNS
+from schemas.sample import Sample, SampleMeta
+from store import layout
+from store.codecs import DecodeError, checksum, decode_depth_payload, decode_rgb_payload
+from store.fs import atomic_write, is_local, storage_options_from_env, url_to_fs
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as asked (missing, other format version, duplicate ids)."""
+
+
+class CorruptSampleError(StoreError):
+    """A sample's bytes fail their checksum or do not decode: reported, never returned."""
+
+
+def _read_parts(fs: Any, directory: str, schema: pa.Schema, columns: list[str] | None) -> pa.Table:
+    paths = sorted(p for p in fs.glob(f"{directory}/dataset=*/*.parquet"))
+    if not paths:
+        table = schema.empty_table()
+        return table.select(columns) if columns else table
+    tables = [pq.read_table(p, filesystem=fs, columns=columns) for p in paths]
+    return pa.concat_tables(tables)
+
+
+def _element_bytes(value: Any) -> bytes:
+    # zarr returns a variable-length bytes element wrapped in 0-d object arrays around a fixed-width |S
+    # array; numpy's bytes scalars drop trailing NUL bytes, so take the raw buffer of the |S array.
+    while isinstance(value, np.ndarray) and value.dtype == object:
+        value = value.item()
+    return value.tobytes() if isinstance(value, np.ndarray) else bytes(value)
+
+
+class Store:
+    """A store root on any fsspec URL. Use `open_store(url)`."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None, create: bool = False) -> None:
+        self.url = url
+        self.storage_options = {**storage_options_from_env(url), **(storage_options or {})}
+        self.fs, self.root = url_to_fs(url, self.storage_options)
+        self._arrays: dict[str, tuple[zarr.Array, zarr.Array]] = {}
+        self._lock = threading.Lock()
+        self._check_or_create(create)
+
+    def _check_or_create(self, create: bool) -> None:
+        path = layout.store_json(self.root)
+        expected = {"format": layout.FORMAT_NAME, "version": layout.FORMAT_VERSION}
+        try:
+            exists = self.fs.exists(path)
+        except Exception as exc:  # noqa: BLE001 - any backend error here means the URL is unusable
+            raise StoreError(f"cannot reach store {self.url}: {exc}") from exc
+        if not exists:
+            if not create:
+                raise StoreError(f"{self.url} is not a store (no store.json); ingest into it first")
+            if not is_local(self.fs):
+                bucket = self.root.split("/", 1)[0]
+                if not self.fs.exists(bucket):
+                    self.fs.mkdir(bucket)
+            atomic_write(self.fs, path, json.dumps(expected).encode())
+            return
+        found = json.loads(self.fs.cat_file(path))
+        if found.get("format") != layout.FORMAT_NAME or found.get("version") != layout.FORMAT_VERSION:
+            raise StoreError(
+                f"{self.url} has store format {found.get('format')!r} version {found.get('version')!r}; "
+                f"this code reads {layout.FORMAT_NAME!r} version {layout.FORMAT_VERSION}: "
+                "use the matching release or re-ingest into a new store"
+            )
+
+    def zarr_store(self, path: str) -> zarr.abc.store.Store:
+        if is_local(self.fs):
+            return LocalStore(path)
+        protocol = self.fs.protocol[0] if isinstance(self.fs.protocol, tuple) else self.fs.protocol
+        return FsspecStore.from_url(f"{protocol}://{path}", storage_options=self.storage_options)
+
+    # -- catalog -------------------------------------------------------------------------------------
+    def catalog(self, columns: list[str] | None = None) -> pa.Table:
+        """One row per committed sample (schema: schemas.catalog.CATALOG_COLUMNS)."""
+        table = _read_parts(self.fs, layout.catalog_dir(self.root), CATALOG_COLUMNS, columns)
+        if "sample_id" in table.column_names and table.num_rows:
+            if pc.count_distinct(table["sample_id"]).as_py() != table.num_rows:
+                counts = pc.value_counts(table["sample_id"])
+                dup = [c["values"].as_py() for c in counts if c["counts"].as_py() > 1][:3]
+                raise StoreError(f"{self.url}: duplicate sample ids in the catalog, e.g. {dup}")
+        return table
+
+    def quarantine(self) -> pa.Table:
+        """Rejected inputs with the file and the reason."""
+        return _read_parts(self.fs, layout.quarantine_dir(self.root), QUARANTINE_COLUMNS, None)
+
+    def committed_shards(self, dataset: str) -> set[str]:
+        parts = self.fs.glob(f"{layout.catalog_dir(self.root)}/dataset={dataset}/*.parquet")
+        return {layout.shard_of_part(p) for p in parts}
+
+    @cached_property
+    def _rows(self) -> dict[str, dict[str, Any]]:
+        table = self.catalog()
+        return {row["sample_id"]: row for row in table.to_pylist()}
+
+    def refresh(self) -> None:
+        """Forget the cached catalog (after another process committed shards)."""
+        self.__dict__.pop("_rows", None)
+
+    # -- samples -------------------------------------------------------------------------------------
+    def _open_arrays(self, dataset: str, shard: str) -> tuple[zarr.Array, zarr.Array]:
+        key = f"{dataset}/{shard}"
+        with self._lock:
+            if key not in self._arrays:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    group = zarr.open_group(self.zarr_store(layout.arrays_group(self.root, dataset, shard)), mode="r")
+                    self._arrays[key] = (group["rgb"], group["depth"])
+            return self._arrays[key]
+
+    def read_payloads(self, row: dict[str, Any]) -> tuple[bytes, bytes]:
+        """The stored bytes of one catalog row, checksum verified."""
+        rgb_arr, depth_arr = self._open_arrays(row["dataset"], row["shard"])
+        i = row["index"]
+        where = f"sample {row['sample_id']} (shard {row['dataset']}/{row['shard']}, index {i})"
+        try:
+            rgb_bytes, depth_bytes = _element_bytes(rgb_arr[i]), _element_bytes(depth_arr[i])
+        except Exception as exc:  # noqa: BLE001 - a corrupted shard can fail inside any codec
+            raise CorruptSampleError(f"{where}: cannot read its arrays: {exc}") from exc
+        if checksum(rgb_bytes, depth_bytes) != row["checksum"]:
+            raise CorruptSampleError(f"{where}: checksum mismatch, the stored bytes were altered")
+        return rgb_bytes, depth_bytes
+
+    def read(self, sample_id: str) -> Sample:
+        """The canonical sample with this id."""
+        try:
+            row = self._rows[sample_id]
+        except KeyError:
+            raise KeyError(f"{sample_id!r} is not in the catalog of {self.url}") from None
+        return self.read_row(row)
+
+    def read_arrays(self, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(rgb uint8 HxWx3, depth_m float32 HxW) of a catalog row; needs only its locator columns."""
+        rgb_bytes, depth_bytes = self.read_payloads(row)
+        h, w = row["height"], row["width"]
+        try:
+            rgb = decode_rgb_payload(row["rgb_codec"], rgb_bytes, h, w)
+            depth = decode_depth_payload(row["depth_codec"], depth_bytes, h, w, row["depth_scale"])
+        except DecodeError as exc:
+            raise CorruptSampleError(f"sample {row['sample_id']}: {exc}") from exc
+        return rgb, depth
+
+    def read_row(self, row: dict[str, Any]) -> Sample:
+        rgb, depth = self.read_arrays(row)
+        meta = SampleMeta(
+            sample_id=row["sample_id"],
+            dataset=row["dataset"],
+            split=row["split"],
+            scene=row["scene"],
+            frame=row["frame"],
+            camera=row["camera"],
+            sensor=row["sensor"],
+            source_uris=tuple(row["source_uris"]),
+            adapter=row["adapter"],
+            adapter_version=row["adapter_version"],
+            depth_scale=row["depth_scale"] or None,
+        )
+        k_px = (row["fx"], row["fy"], row["cx"], row["cy"])
+        return Sample(rgb=rgb, depth_m=depth, valid=depth > 0, k_px=k_px, meta=meta)
+
+
+def open_store(url: str, storage_options: dict[str, Any] | None = None, create: bool = False) -> Store:
+    """Open the store at a local path or s3:// URL (storage options from the environment, then these)."""
+    return Store(url, storage_options, create=create)
+
+
+def as_store(store: Store | str) -> Store:
+    return store if isinstance(store, Store) else open_store(store)
+
+
+__all__ = ["CorruptSampleError", "Store", "StoreError", "as_store", "open_store"]

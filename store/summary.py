@@ -1,0 +1,67 @@
+"""python -m store.summary STORE_URL: what a store holds, per dataset and split, and what was quarantined."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+import pyarrow.compute as pc
+
+from store import StoreError, open_store
+
+
+def summarise(url: str) -> list[str]:
+    store = open_store(url)
+    cat = store.catalog()
+    lines = [f"store {url}: {cat.num_rows} samples"]
+    if cat.num_rows:
+        groups = (
+            cat.group_by(["dataset", "split"])
+            .aggregate(
+                [
+                    ("sample_id", "count"),
+                    ("rgb_bytes", "sum"),
+                    ("depth_bytes", "sum"),
+                    ("valid_frac", "mean"),
+                    ("depth_median_m", "approximate_median"),
+                    ("fx", "min"),
+                    ("fx", "max"),
+                ]
+            )
+            .sort_by([("dataset", "ascending"), ("split", "ascending")])
+        )
+        lines.append(f"  {'dataset':20s} {'split':6s} {'samples':>7s} {'MB':>8s} {'valid':>6s} {'med m':>6s}  fx px")
+        for r in groups.to_pylist():
+            mb = (r["rgb_bytes_sum"] + r["depth_bytes_sum"]) / 1e6
+            lines.append(
+                f"  {r['dataset']:20s} {r['split']:6s} {r['sample_id_count']:7d} {mb:8.2f} "
+                f"{r['valid_frac_mean']:6.3f} {r['depth_median_m_approximate_median']:6.2f}  "
+                f"{r['fx_min']:.1f}-{r['fx_max']:.1f}"
+            )
+        lines.append(
+            f"  rgb codecs {dict(Counter(cat['rgb_codec'].to_pylist()))}, "
+            f"depth codecs {dict(Counter(cat['depth_codec'].to_pylist()))}, "
+            f"{pc.sum(cat['rgb_bytes']).as_py() / 1e6:.2f} MB rgb"
+        )
+    q = store.quarantine()
+    lines.append(f"quarantine: {q.num_rows} inputs")
+    for reason, n in Counter(q["reason"].to_pylist()).most_common(5):
+        lines.append(f"  x{n}: {reason}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m store.summary", description=__doc__)
+    parser.add_argument("store", help="store URL (local path or s3://...)")
+    args = parser.parse_args(argv)
+    try:
+        print("\n".join(summarise(args.store)))
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

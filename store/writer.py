@@ -1,0 +1,135 @@
+"""The one writer: a shard of canonical samples -> Zarr arrays, then the quarantine part, then the catalog part.
+
+Commit protocol: arrays first (under a fresh attempt path), the catalog part last, atomically. A shard is
+visible only through its catalog part, so a crash at any moment leaves either the whole shard or nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+
+from schemas.catalog import CATALOG_COLUMNS, QUARANTINE_COLUMNS, validate_catalog
+from schemas.sample import Sample, depth_stats
+from store import layout
+from store.codecs import checksum, encode_depth, encode_rgb
+from store.fs import atomic_write
+from store.store import Store
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input that did not become a sample: which file, and why."""
+
+    item: str
+    sample_id: str
+    file: str
+    reason: str
+    split: str
+
+
+def _write_bytes_array(group: zarr.Group, name: str, blobs: list[bytes]) -> None:
+    # One element per sample, one shard file per array: mixed image sizes cost no padding, and a read of
+    # one sample is a range request for its chunk. Payloads are already compressed by store.codecs.
+    values = np.empty(len(blobs), dtype=object)
+    values[:] = blobs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr: variable-length bytes have no finalised v3 spec yet
+        arr = group.create_array(
+            name,
+            shape=(len(blobs),),
+            chunks=(1,),
+            shards=(max(len(blobs), 1),),
+            dtype="variable_length_bytes",
+            compressors=None,
+        )
+    if blobs:
+        arr[:] = values
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def write_shard(
+    store: Store,
+    dataset: str,
+    shard: str,
+    samples: list[Sample],
+    rejected: list[Rejected],
+    rgb_codec: str = "source",
+) -> pa.Table:
+    """Write and commit one shard; returns its catalog part. Samples must already pass Sample.check()."""
+    layout.check_dataset_name(dataset)
+    attempt = uuid.uuid4().hex[:12]
+    group_path = layout.arrays_group(store.root, dataset, f"{shard}-{attempt}")
+    rows: dict[str, list] = {f.name: [] for f in CATALOG_COLUMNS}
+    rgb_blobs, depth_blobs = [], []
+    for index, s in enumerate(samples):
+        rgb = encode_rgb(s.rgb, rgb_codec, s.rgb_source, s.rgb_format)
+        depth, scale = encode_depth(s.depth_m, s.meta.depth_scale)
+        rgb_blobs.append(rgb.data)
+        depth_blobs.append(depth.data)
+        m, (h, w) = s.meta, s.depth_m.shape
+        row = {
+            "sample_id": m.sample_id,
+            "dataset": dataset,
+            "split": m.split,
+            "scene": m.scene,
+            "frame": m.frame,
+            "camera": m.camera,
+            "sensor": m.sensor,
+            "source_uris": list(m.source_uris),
+            "adapter": m.adapter,
+            "adapter_version": m.adapter_version,
+            "height": h,
+            "width": w,
+            "fx": float(s.k_px[0]),
+            "fy": float(s.k_px[1]),
+            "cx": float(s.k_px[2]),
+            "cy": float(s.k_px[3]),
+            **depth_stats(s.depth_m, s.valid),
+            "rgb_codec": rgb.codec,
+            "depth_codec": depth.codec,
+            "depth_scale": scale,
+            "shard": f"{shard}-{attempt}",
+            "index": index,
+            "rgb_bytes": len(rgb.data),
+            "depth_bytes": len(depth.data),
+            "checksum": checksum(rgb.data, depth.data),
+        }
+        for k, v in row.items():
+            rows[k].append(v)
+    table = pa.table(rows, schema=CATALOG_COLUMNS)
+    validate_catalog(table)
+
+    group = zarr.open_group(store.zarr_store(group_path), mode="w")
+    _write_bytes_array(group, "rgb", rgb_blobs)
+    _write_bytes_array(group, "depth", depth_blobs)
+
+    if rejected:
+        q = pa.table(
+            {
+                "dataset": [dataset] * len(rejected),
+                "split": [r.split for r in rejected],
+                "item": [r.item for r in rejected],
+                "sample_id": [r.sample_id for r in rejected],
+                "file": [r.file for r in rejected],
+                "reason": [r.reason for r in rejected],
+                "shard": [shard] * len(rejected),
+            },
+            schema=QUARANTINE_COLUMNS,
+        )
+        atomic_write(store.fs, layout.quarantine_part(store.root, dataset, shard), _parquet_bytes(q))
+    # The commit: from here on the shard is visible, whole.
+    atomic_write(store.fs, layout.catalog_part(store.root, dataset, shard), _parquet_bytes(table))
+    return table
