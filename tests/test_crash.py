@@ -42,6 +42,8 @@ def _parts(store: Path) -> int:
 
 
 def _audit(store: Path) -> int:
+    if not (store / "store.json").exists():
+        return 0  # killed before the store was created
     s = open_store(str(store))
     cat = s.catalog()  # raises on duplicate ids
     for row in cat.to_pylist():

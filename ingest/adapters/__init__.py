@@ -1,3 +1,7 @@
-"""Importing this package registers every adapter (one module per dataset)."""
+"""Importing this package registers every adapter: one module per dataset, each imported here."""
 
-from ingest.adapters import kitti, metric3d_json, nyu, synthetic  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
