@@ -43,6 +43,14 @@ class Camera:
     height: int
     layout: str  # "kitti" | "nyu"
     split: str  # kitti: train | val ; nyu: train | test
+    cx: float | None = None  # principal point in pixels; None = the image centre
+    cy: float | None = None
+
+    def principal_point(self) -> tuple[float, float]:
+        return (
+            (self.width - 1) / 2.0 if self.cx is None else self.cx,
+            (self.height - 1) / 2.0 if self.cy is None else self.cy,
+        )
 
 
 # Small images keep tests and the demo fast; focal lengths span 2.4x in training, and the unseen val
@@ -53,8 +61,8 @@ DEFAULT_CAMERAS = (
     Camera("cam_f360", 360.0, 352, 256, "kitti", "train"),
     Camera("cam_f200", 200.0, 352, 256, "kitti", "val"),
     Camera("cam_f450", 450.0, 352, 256, "kitti", "val"),
-    Camera("kinect", NYU_K_PX[0], 640, 480, "nyu", "train"),
-    Camera("kinect", NYU_K_PX[0], 640, 480, "nyu", "test"),
+    Camera("kinect", NYU_K_PX[0], 640, 480, "nyu", "train", NYU_K_PX[2], NYU_K_PX[3]),
+    Camera("kinect", NYU_K_PX[0], 640, 480, "nyu", "test", NYU_K_PX[2], NYU_K_PX[3]),
 )
 
 
@@ -87,7 +95,7 @@ def render(camera: Camera, seed: int, indoor: bool) -> tuple[np.ndarray, np.ndar
     cam_h = float(rng.uniform(1.0, 1.4) if indoor else rng.uniform(1.4, 1.8))
     boxes = _scene(rng, indoor, cam_h)
     h, w = camera.height, camera.width
-    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    cx, cy = camera.principal_point()
     u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
     a, b = (u - cx) / camera.f_px, (v - cy) / camera.f_px  # ray = (a, b, 1): its parameter t is z-depth
     depth = np.full((h, w), np.inf)
@@ -152,8 +160,7 @@ def _write(path: str, image: np.ndarray, params: list[int] | None = None) -> Non
         raise OSError(f"could not write {path}")
 
 
-def _calib_text(f_px: float, w: int, h: int) -> str:
-    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+def _calib_text(f_px: float, w: int, h: int, cx: float, cy: float) -> str:
     p = f"{f_px:.6e} 0.000000e+00 {cx:.6e} 0.000000e+00 0.000000e+00 {f_px:.6e} {cy:.6e} 0.000000e+00 "
     p += "0.000000e+00 0.000000e+00 1.000000e+00 0.000000e+00"
     return f"calib_time: synthetic\nS_rect_02: {w:.6e} {h:.6e}\nP_rect_02: {p}\nS_rect_03: {w:.6e} {h:.6e}\nP_rect_03: {p}\n"
@@ -175,7 +182,7 @@ def generate(
                 drive = f"{date}_drive_{s:04d}_sync"
                 root = f"{out}/kitti"
                 with open(_ensure(f"{root}/{date}/calib_cam_to_cam.txt"), "w") as f:
-                    f.write(_calib_text(cam.f_px, cam.width, cam.height))
+                    f.write(_calib_text(cam.f_px, cam.width, cam.height, *cam.principal_point()))
                 frame = f"{s:010d}.png"
                 _write(f"{root}/{date}/{drive}/image_02/data/{frame}", rgb)
                 raw = np.rint(depth * KITTI_SCALE).astype(np.uint16) * _lidar_mask(rng, cam.height, cam.width)

@@ -233,7 +233,7 @@ def iter_torch(ds, batch_size: int) -> Iterator[dict[str, Any]]:
     """Batches of a training_dataset as the same dicts of tensors the in-process path yields."""
     for b in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
         out: dict[str, Any] = {
-            k: torch.from_numpy(np.ascontiguousarray(b[k])) for k in ("rgb", "depth_c", "valid", "k_px_c", "f_px")
+            k: torch.from_numpy(np.array(b[k], copy=True)) for k in ("rgb", "depth_c", "valid", "k_px_c", "f_px")
         }
         out["sample_id"] = [str(s) for s in b["sample_id"]]
         out["dataset"] = [str(s) for s in b["dataset"]]

@@ -85,3 +85,27 @@ def ray_runtime():
     init_ray(2)
     yield
     ray.shutdown()
+
+
+TINY_CAMERAS_SPEC = (
+    # name, f_px, width, height, layout, split (NYU's layout implies its own camera: 640x480, fixed K)
+    ("cam_f80", 80.0, 96, 64, "kitti", "train"),
+    ("cam_f140", 140.0, 96, 64, "kitti", "train"),
+    ("cam_f110", 110.0, 96, 64, "kitti", "val"),
+    ("kinect", 518.8579, 640, 480, "nyu", "train", 325.58245, 253.73617),
+    ("kinect", 518.8579, 640, 480, "nyu", "test", 325.58245, 253.73617),
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A small multi-camera synthetic store: synthetic_kitti (sparse, 3 focal lengths) and synthetic_nyu."""
+    from ingest.engine import ingest
+    from ingest.synthetic import Camera, generate
+
+    root = tmp_path_factory.mktemp("tiny")
+    cams = tuple(Camera(*spec) for spec in TINY_CAMERAS_SPEC)
+    generate(str(root / "src"), scenes_per_camera=6, cameras=cams)
+    summary = ingest("synthetic", str(root / "src"), str(root / "store"), workers=0, progress=False)
+    assert (summary.ingested, summary.quarantined) == (30, 0)
+    return str(root / "store")
