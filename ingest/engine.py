@@ -119,7 +119,7 @@ def ingest(
     limit: int | None = None,
     workers: int = 2,
     shard_size: int = DEFAULT_SHARD_SIZE,
-    rgb_codec: str = "source",
+    rgb_codec: str = "auto",
     storage_options: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> Summary:

@@ -17,6 +17,7 @@ import sys
 from ingest.engine import DEFAULT_SHARD_SIZE, ingest
 from ingest.registry import all_adapters, get_adapter
 from store import StoreError
+from store.codecs import RGB_POLICIES
 from store.fs import parse_storage_options
 
 
@@ -40,9 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="samples per shard (default 64)")
     p.add_argument(
         "--rgb-codec",
-        default="source",
-        choices=["source", "raw"],
-        help="source: keep the dataset's JPEG/PNG bytes (default, chosen by measurement); raw: zstd",
+        default="auto",
+        choices=RGB_POLICIES,
+        help="auto (default, chosen by measurement): keep JPEG bytes, PNG -> lossless delta+zstd when within "
+        "1.1x its bytes; source: keep the file's bytes; dzstd; raw (zstd only)",
     )
     p.add_argument("--storage-options", help='JSON for fsspec/s3fs, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'')
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -66,7 +66,7 @@ def write_shard(
     shard: str,
     samples: list[Sample],
     rejected: list[Rejected],
-    rgb_codec: str = "source",
+    rgb_codec: str = "auto",
 ) -> pa.Table:
     """Write and commit one shard; returns its catalog part. Samples must already pass Sample.check()."""
     layout.check_dataset_name(dataset)

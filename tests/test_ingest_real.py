@@ -88,7 +88,11 @@ def test_kitti_native_tree(real_root: Path, tmp_path: Path):
     rows = store.catalog().to_pylist()
     assert {r["split"] for r in rows} == {"val"}
     assert {(r["fx"], r["fy"], r["cx"], r["cy"]) for r in rows} == {(707.0493, 707.0493, 604.0814, 180.5066)}
-    assert rows[0]["rgb_codec"] == "png" and rows[0]["depth_codec"] == "u16"
+    # PNG sources are transcoded to the lossless delta+zstd payload when it is no larger than 1.1x the PNG.
+    assert {r["rgb_codec"] for r in rows} == {"dzstd"} and rows[0]["depth_codec"] == "u16"
+    for r in rows:
+        png = Path(r["source_uris"][0]).stat().st_size
+        assert r["rgb_bytes"] <= 1.1 * png
     _check_stats(store, real_root / "metric3d_demo" / "kitti_demo", 256.0, 3)
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ def _roundtrip(url: str) -> None:
     cat = store.catalog()
     assert cat.num_rows == 3
     assert sorted(cat["depth_codec"].to_pylist()) == ["f32", "u16", "u16"]
+    assert set(cat["rgb_codec"].to_pylist()) == {"dzstd"}  # no source bytes given: the lossless payload
     for s in samples:
         _assert_same(store.read(s.meta.sample_id), s)
     q = store.quarantine()
@@ -56,6 +58,18 @@ def test_mixed_sizes_waste_no_padding(tmp_path: Path):
     # Shard index (16 bytes per element) and metadata only; padding the small image to 300x400 would cost
     # 480 kB of raw rgb.
     assert on_disk - payload < 4096, (on_disk, payload)
+
+
+@pytest.mark.parametrize("policy", ["auto", "source", "dzstd", "raw"])
+def test_every_rgb_policy_round_trips_exactly(tmp_path: Path, policy: str):
+    import cv2
+
+    s = make_sample(30, 41, seed=4)
+    png = cv2.imencode(".png", cv2.cvtColor(s.rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+    s = replace(s, rgb_source=png, rgb_format="png")
+    store = open_store(str(tmp_path), create=True)
+    write_shard(store, "toy", "s0", [s], [], rgb_codec=policy)
+    assert np.array_equal(open_store(str(tmp_path)).read(s.meta.sample_id).rgb, s.rgb)
 
 
 def test_flipped_byte_is_reported_not_returned(tmp_path: Path):
