@@ -16,6 +16,7 @@ Only the pixels of the crop window are ever computed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -74,18 +75,40 @@ def flip_intrinsics(k_px: Intrinsics, width: int) -> Intrinsics:
 class Plan:
     """Everything a sample's transform needs, decided before any pixel is touched.
 
-    sx, sy: resize factors source -> resized frame; x0, y0: crop origin in the resized frame (negative
-    when the image is smaller than the crop: it sits inside zero padding); out_hw: crop size;
-    depth_factor: multiplies every depth label; k_px: intrinsics of the output (after flip)."""
+    sx, sy: resize factors source -> resized frame. The crop window starts at (x0, y0) of the resized frame,
+    chosen as x0 = u0 * sx + kx with integers u0 (first source column read) and kx, so resizing only the
+    source window starting at u0 lands exactly on the crop grid (crop pixel X' is window pixel X' + kx).
+    x0 < 0 means the image sits inside zero padding. depth_factor multiplies every depth label;
+    k_px: intrinsics of the output (after the flip)."""
 
     sx: float
     sy: float
-    x0: int
-    y0: int
+    u0: int
+    v0: int
+    kx: int
+    ky: int
     out_hw: tuple[int, int]
     flip: bool
     depth_factor: float
     k_px: Intrinsics
+
+    @property
+    def x0(self) -> float:
+        return self.u0 * self.sx + self.kx
+
+    @property
+    def y0(self) -> float:
+        return self.v0 * self.sy + self.ky
+
+
+def _window_start(desired: int, s: float) -> tuple[int, int]:
+    """(u0, k): the crop origin u0 * s + k nearest `desired` with k >= s, so the first window pixel the crop
+    keeps samples the source at local coordinate >= 0.5 and the window's own edge never reaches the crop."""
+    margin = math.ceil(s)
+    u0 = math.floor((desired - margin) / s)
+    if u0 <= 0:
+        return 0, desired  # the window starts at the image's edge: edges behave as in a whole-image resize
+    return u0, round(desired - u0 * s)
 
 
 def plan_transform(
@@ -111,43 +134,60 @@ def plan_transform(
         depth_factor = F_CANONICAL_PX / mean_focal_px(k)
         k = (F_CANONICAL_PX, F_CANONICAL_PX, k[2], k[3])
     out_hw = crop_hw or (rh, rw)
-    x0 = round((rw - out_hw[1]) * crop_uv[0]) if rw != out_hw[1] else 0
-    y0 = round((rh - out_hw[0]) * crop_uv[1]) if rh != out_hw[0] else 0
-    k = crop_intrinsics(k, x0, y0)
+    u0, kx = _window_start(round((rw - out_hw[1]) * crop_uv[0]), sx)
+    v0, ky = _window_start(round((rh - out_hw[0]) * crop_uv[1]), sy)
+    plan = Plan(sx, sy, u0, v0, kx, ky, out_hw, flip, depth_factor, k)
+    k = crop_intrinsics(k, plan.x0, plan.y0)
     if flip:
         k = flip_intrinsics(k, out_hw[1])
-    return Plan(sx, sy, x0, y0, out_hw, flip, depth_factor, k)
+    return Plan(sx, sy, u0, v0, kx, ky, out_hw, flip, depth_factor, k)
 
 
-def _affine(plan: Plan) -> np.ndarray:
-    # Source pixel x -> output pixel (x + 0.5) sx - 0.5 - x0, as a 2x3 matrix for cv2.warpAffine.
-    return np.array(
-        [[plan.sx, 0.0, 0.5 * plan.sx - 0.5 - plan.x0], [0.0, plan.sy, 0.5 * plan.sy - 0.5 - plan.y0]], np.float64
-    )
+def _source_window(plan: Plan, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Source rows/cols [v0, v1) x [u0, u1) that feed the crop, with a 2-pixel margin for interpolation."""
+    ch, cw = plan.out_hw
+    u1 = min(hw[1], plan.u0 + math.ceil((cw + plan.kx) / plan.sx) + 2)
+    v1 = min(hw[0], plan.v0 + math.ceil((ch + plan.ky) / plan.sy) + 2)
+    return plan.v0, v1, plan.u0, u1
+
+
+def _place(part: np.ndarray, plan: Plan) -> np.ndarray:
+    """Put the resized window into the zero-padded crop (crop pixel X' = window pixel X' + k)."""
+    ch, cw = plan.out_hw
+    out = np.zeros((ch, cw, *part.shape[2:]), part.dtype)
+    dx, dy = max(plan.kx, 0), max(plan.ky, 0)
+    ox, oy = dx - plan.kx, dy - plan.ky
+    nx, ny = min(part.shape[1] - dx, cw - ox), min(part.shape[0] - dy, ch - oy)
+    if nx > 0 and ny > 0:
+        out[oy : oy + ny, ox : ox + nx] = part[dy : dy + ny, dx : dx + nx]
+    return out
+
+
+def _resize_window(image: np.ndarray, plan: Plan, interpolation: int) -> np.ndarray:
+    v0, v1, u0, u1 = _source_window(plan, image.shape[:2])
+    if v1 <= v0 or u1 <= u0:
+        return np.zeros((*plan.out_hw, *image.shape[2:]), image.dtype)
+    window = image[v0:v1, u0:u1]
+    if (plan.sx, plan.sy) != (1.0, 1.0):
+        # fx/fy given (no dsize): OpenCV keeps exactly these factors, so window pixel d samples the source
+        # at u0 + (d + 0.5) / sx - 0.5, the whole-image resize's own grid.
+        window = cv2.resize(window, None, fx=plan.sx, fy=plan.sy, interpolation=interpolation)
+    return _place(window, plan)
 
 
 def warp_rgb(rgb: np.ndarray, plan: Plan) -> np.ndarray:
-    """Bilinear resize + crop in one pass over the output pixels only; padding is 0."""
-    h, w = plan.out_hw
-    if (plan.sx, plan.sy, plan.x0, plan.y0) == (1.0, 1.0, 0, 0) and rgb.shape[:2] == (h, w):
-        out = rgb
-    else:
-        out = cv2.warpAffine(rgb, _affine(plan), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    """Bilinear resize + crop, computing only the source window the crop needs; padding is 0."""
+    out = _resize_window(rgb, plan, cv2.INTER_LINEAR)
     return np.ascontiguousarray(out[:, ::-1]) if plan.flip else out
 
 
 def warp_depth(depth: np.ndarray, plan: Plan, sparse: bool | None = None) -> np.ndarray:
-    """Resize + crop depth without inventing values: dense maps by nearest neighbour, sparse maps by moving
-    each valid point to its new pixel (the nearest depth wins on collisions). Then scale by depth_factor."""
-    h, w = plan.out_hw
+    """Resize + crop depth without inventing values: dense maps by nearest neighbour (pixel-centre exact),
+    sparse maps by moving each valid point to its new pixel (the nearest depth wins on collisions). Then
+    scale by depth_factor."""
     if sparse is None:
         sparse = np.count_nonzero(depth) < SPARSE_VALID_FRAC * depth.size
-    if sparse:
-        out = _splat(depth, plan)
-    elif (plan.sx, plan.sy, plan.x0, plan.y0) == (1.0, 1.0, 0, 0) and depth.shape == (h, w):
-        out = depth.copy()
-    else:
-        out = cv2.warpAffine(depth, _affine(plan), (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+    out = _splat(depth, plan) if sparse else _resize_window(depth, plan, cv2.INTER_NEAREST_EXACT)
     if plan.depth_factor != 1.0:
         out *= np.float32(plan.depth_factor)
     return np.ascontiguousarray(out[:, ::-1]) if plan.flip else out
@@ -155,18 +195,24 @@ def warp_depth(depth: np.ndarray, plan: Plan, sparse: bool | None = None) -> np.
 
 def _splat(depth: np.ndarray, plan: Plan) -> np.ndarray:
     h, w = plan.out_hw
-    v, u = np.nonzero(depth)
-    z = depth[v, u]
-    x = np.rint((u + 0.5) * plan.sx - 0.5 - plan.x0).astype(np.int64)
-    y = np.rint((v + 0.5) * plan.sy - 0.5 - plan.y0).astype(np.int64)
+    v0, v1, u0, u1 = _source_window(plan, depth.shape)
+    v, u = np.nonzero(depth[v0:v1, u0:u1])
+    z = depth[v + v0, u + u0]
+    # Source pixel u -> crop pixel (u + 0.5) sx - 0.5 - x0, rounded to the nearest pixel centre.
+    x = np.rint((u + (u0 + 0.5)) * plan.sx - (0.5 + plan.x0)).astype(np.int64)
+    y = np.rint((v + (v0 + 0.5)) * plan.sy - (0.5 + plan.y0)).astype(np.int64)
     keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    x, y, z = x[keep], y[keep], z[keep]
-    out = np.zeros((h, w), np.float32)
-    if plan.sx < 1.0 or plan.sy < 1.0:
-        order = np.argsort(-z, kind="stable")  # write far first, near last: the nearest point wins
-        x, y, z = x[order], y[order], z[order]
-    out[y, x] = z
-    return out
+    flat, z = y[keep] * w + x[keep], z[keep]
+    out = np.zeros(h * w, np.float32)
+    out[flat] = z
+    # Collisions happen only when shrinking, a few points per pixel at most: lower each pixel to its
+    # nearest point in a handful of vector passes instead of sorting every point by depth.
+    while True:
+        closer = z < out[flat]
+        if not closer.any():
+            break
+        out[flat[closer]] = z[closer]
+    return out.reshape(h, w)
 
 
 def apply(
@@ -188,10 +234,16 @@ def to_network(rgb: np.ndarray, k_px: Intrinsics, mode: str, ratio: float = 1.0)
 def from_network(depth_net: np.ndarray, plan: Plan, hw: tuple[int, int]) -> np.ndarray:
     """A dense prediction in the network's frame -> metres at the original size hw (inverse of `plan`)."""
     h, w = hw
-    if depth_net.shape != (h, w):
-        # Inverse affine of the planned resize: output pixel x' came from source (x' + x0 + 0.5) / sx - 0.5.
-        inv = cv2.invertAffineTransform(_affine(plan))
+    if depth_net.shape != (h, w) or (plan.x0, plan.y0) != (0, 0):
+        # Original pixel u sits at network pixel (u + 0.5) sx - 0.5 - x0: sample the prediction there.
+        forward = np.array(
+            [[plan.sx, 0.0, 0.5 * plan.sx - 0.5 - plan.x0], [0.0, plan.sy, 0.5 * plan.sy - 0.5 - plan.y0]]
+        )
         depth_net = cv2.warpAffine(
-            depth_net.astype(np.float32), inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            depth_net.astype(np.float32),
+            forward,
+            (w, h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
         )
     return (depth_net / np.float32(plan.depth_factor)).astype(np.float32)

@@ -43,6 +43,10 @@ LOAD_COLUMNS = [
     "depth_scale",
     "shard",
     "index",
+    "rgb_offset",
+    "rgb_bytes",
+    "depth_offset",
+    "depth_bytes",
     "checksum",
 ]
 

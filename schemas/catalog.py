@@ -38,7 +38,9 @@ CATALOG_COLUMNS = pa.schema(
         ("depth_scale", pa.float64()),
         ("shard", pa.string()),
         ("index", pa.int32()),
+        ("rgb_offset", pa.int64()),
         ("rgb_bytes", pa.int64()),
+        ("depth_offset", pa.int64()),
         ("depth_bytes", pa.int64()),
         ("checksum", pa.string()),
     ]

@@ -8,21 +8,22 @@ RGB codecs, as written in the catalog's rgb_codec column:
   raw     uint8 HxWx3, zstd level 3 (no delta: 1.2x PNG bytes)
 Write policies (`--rgb-codec`): auto (default: keep JPEG; PNG -> dzstd when within 1.1x of the PNG's
 bytes, else keep the PNG), source (keep the file's bytes), dzstd, raw.
-Depth codecs:
-  u16     integer depth raw = round(depth_m * depth_scale) as uint16, zstd-compressed (lossless for
-          datasets that ship integers: KITTI /256, NYU mm, ...)
+Depth codecs (the smaller of the candidates is kept, per sample):
+  u16     integer depth raw = round(depth_m * depth_scale) as uint16, zstd (lossless for datasets that ship
+          integers: KITTI /256, NYU mm, ...); best for sparse lidar maps
+  du16    the same integers, horizontal delta then zstd level 9; best for dense maps (smooth surfaces)
   f32     float32 metres, zstd-compressed (datasets that ship floats)
 `valid` is not stored: the canonical contract makes it exactly depth_m > 0.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import cv2
 import imagecodecs
 import numpy as np
+import xxhash
 from numcodecs import Zstd
 
 _ZSTD = Zstd(level=3)
@@ -35,8 +36,9 @@ _JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 
 
 def checksum(*payloads: bytes) -> str:
-    """blake2b-128 over the stored payloads (length-prefixed, so payload boundaries count)."""
-    h = hashlib.blake2b(digest_size=16)
+    """XXH3-128 over the stored payloads, length-prefixed so payload boundaries count. It detects corruption
+    (not tampering) at ~20x the speed of blake2b: 0.05 ms instead of 1.1 ms for a KITTI frame."""
+    h = xxhash.xxh3_128()
     for p in payloads:
         h.update(len(p).to_bytes(8, "little"))
         h.update(p)
@@ -130,7 +132,9 @@ def encode_depth(depth_m: np.ndarray, depth_scale: float | None) -> tuple[Encode
         if raw.max(initial=0) <= np.iinfo(np.uint16).max:
             raw16 = raw.astype(np.uint16)
             if np.array_equal(_u16_to_m(raw16, depth_scale), depth_m):
-                return Encoded("u16", _ZSTD.encode(raw16)), float(depth_scale)
+                plain = Encoded("u16", _ZSTD.encode(raw16))
+                delta = Encoded("du16", imagecodecs.zstd_encode(imagecodecs.delta_encode(raw16, axis=1), level=9))
+                return min(plain, delta, key=lambda e: len(e.data)), float(depth_scale)
     return Encoded("f32", _ZSTD.encode(np.ascontiguousarray(depth_m, np.float32))), 0.0
 
 
@@ -147,6 +151,9 @@ def depth_from_u16(raw: np.ndarray, depth_scale: float) -> np.ndarray:
 def decode_depth_payload(codec: str, data: bytes, height: int, width: int, depth_scale: float) -> np.ndarray:
     if codec == "u16":
         return _u16_to_m(np.frombuffer(_ZSTD.decode(data), np.uint16).reshape(height, width), depth_scale)
+    if codec == "du16":
+        deltas = np.frombuffer(imagecodecs.zstd_decode(data), np.uint16).reshape(height, width)
+        return _u16_to_m(imagecodecs.delta_decode(deltas, axis=1), depth_scale)
     if codec == "f32":
         return np.frombuffer(_ZSTD.decode(data), np.float32).reshape(height, width).copy()
     raise DecodeError(f"unknown stored depth codec {codec!r}")

@@ -49,5 +49,10 @@ def arrays_group(root: str, dataset: str, located_shard: str) -> str:
     return f"{root}/arrays/{dataset}/{located_shard}.zarr"
 
 
+def array_file(root: str, dataset: str, located_shard: str, array: str) -> str:
+    """The one shard file holding every element of `array` ("rgb" or "depth"): zarr v3 key c/0."""
+    return f"{arrays_group(root, dataset, located_shard)}/{array}/c/0"
+
+
 def shard_of_part(path: str) -> str:
     return path.rsplit("/", 1)[-1].removesuffix(".parquet")

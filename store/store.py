@@ -127,18 +127,28 @@ class Store:
                     self._arrays[key] = (group["rgb"], group["depth"])
             return self._arrays[key]
 
-    def read_payloads(self, row: dict[str, Any]) -> tuple[bytes, bytes]:
-        """The stored bytes of one catalog row, checksum verified."""
-        rgb_arr, depth_arr = self._open_arrays(row["dataset"], row["shard"])
-        i = row["index"]
-        where = f"sample {row['sample_id']} (shard {row['dataset']}/{row['shard']}, index {i})"
+    def read_payloads(self, row: dict[str, Any], via_zarr: bool = False) -> tuple[bytes, bytes]:
+        """The stored bytes of one catalog row, checksum verified: one range read per array, at the offsets
+        the writer took from the shard index (`via_zarr` reads through zarr's API instead, for audits)."""
+        where = f"sample {row['sample_id']} (shard {row['dataset']}/{row['shard']}, index {row['index']})"
         try:
-            rgb_bytes, depth_bytes = _element_bytes(rgb_arr[i]), _element_bytes(depth_arr[i])
-        except Exception as exc:  # noqa: BLE001 - a corrupted shard can fail inside any codec
+            if via_zarr:
+                rgb_arr, depth_arr = self._open_arrays(row["dataset"], row["shard"])
+                payloads = (_element_bytes(rgb_arr[row["index"]]), _element_bytes(depth_arr[row["index"]]))
+            else:
+                payloads = tuple(
+                    self.fs.cat_file(
+                        layout.array_file(self.root, row["dataset"], row["shard"], name),
+                        start=row[f"{name}_offset"],
+                        end=row[f"{name}_offset"] + row[f"{name}_bytes"],
+                    )
+                    for name in ("rgb", "depth")
+                )
+        except Exception as exc:  # noqa: BLE001 - a corrupted or missing shard can fail inside any layer
             raise CorruptSampleError(f"{where}: cannot read its arrays: {exc}") from exc
-        if checksum(rgb_bytes, depth_bytes) != row["checksum"]:
+        if checksum(*payloads) != row["checksum"]:
             raise CorruptSampleError(f"{where}: checksum mismatch, the stored bytes were altered")
-        return rgb_bytes, depth_bytes
+        return payloads
 
     def read(self, sample_id: str) -> Sample:
         """The canonical sample with this id."""

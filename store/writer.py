@@ -54,6 +54,25 @@ def _write_bytes_array(group: zarr.Group, name: str, blobs: list[bytes]) -> None
         arr[:] = values
 
 
+# zarr v3 sharding: the index (n x (offset, nbytes) uint64 LE + crc32c) ends the shard file; a
+# variable-length bytes chunk of one element is [u32 count = 1][u32 length][payload].
+_INDEX_ENTRY, _INDEX_CRC, _VLEN_HEADER = 16, 4, 8
+
+
+def payload_offsets(store: Store, path: str, lengths: list[int]) -> list[int]:
+    """Byte offsets of each element's payload inside a written shard file, read from the shard's own index,
+    so a reader can fetch a sample with one range request instead of going through zarr's machinery."""
+    n = len(lengths)
+    if n == 0:
+        return []
+    size = store.fs.size(path)
+    tail = store.fs.cat_file(path, start=size - (n * _INDEX_ENTRY + _INDEX_CRC))
+    index = np.frombuffer(tail[: n * _INDEX_ENTRY], "<u8").reshape(n, 2)
+    if not np.array_equal(index[:, 1], np.asarray(lengths, np.uint64) + _VLEN_HEADER):
+        raise RuntimeError(f"{path}: shard index disagrees with the payloads just written")
+    return (index[:, 0] + _VLEN_HEADER).astype(np.int64).tolist()
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
@@ -109,12 +128,14 @@ def write_shard(
         }
         for k, v in row.items():
             rows[k].append(v)
-    table = pa.table(rows, schema=CATALOG_COLUMNS)
-    validate_catalog(table)
-
     group = zarr.open_group(store.zarr_store(group_path), mode="w")
     _write_bytes_array(group, "rgb", rgb_blobs)
     _write_bytes_array(group, "depth", depth_blobs)
+    for name, blobs in (("rgb", rgb_blobs), ("depth", depth_blobs)):
+        path = layout.array_file(store.root, dataset, f"{shard}-{attempt}", name)
+        rows[f"{name}_offset"] = payload_offsets(store, path, [len(b) for b in blobs])
+    table = pa.table(rows, schema=CATALOG_COLUMNS)
+    validate_catalog(table)
 
     if rejected:
         q = pa.table(
