@@ -146,8 +146,8 @@ def main() -> None:
             sizes[policy] = (sum(cat["rgb_bytes"].to_pylist()), sum(cat["depth_bytes"].to_pylist()))
         store = open_store(str(tmp / kind / "store-auto"))
         rows = sorted(store.catalog(columns=LOAD_COLUMNS).to_pylist(), key=lambda r: r["sample_id"])
-        ours = _rate(lambda i: load_sample(store, rows[i % len(rows)], aug, 0, 0, i), args.batches)
-        base = _rate(lambda i: metric3d_style(entries[i % len(entries)], ann.parent, aug, i), args.batches)
+        ours = _rate(lambda i, s=store, r=rows: load_sample(s, r[i % len(r)], aug, 0, 0, i), args.batches)
+        base = _rate(lambda i, e=entries, a=ann: metric3d_style(e[i % len(e)], a.parent, aug, i), args.batches)
         parts = _breakdown(store, rows, aug, args.batches * BATCH)
         results[kind] = {
             "ours": ours,
