@@ -28,9 +28,10 @@ import torch  # noqa: E402
 from bench.fixtures import KINDS, build, source_bytes  # noqa: E402
 from ingest.engine import ingest  # noqa: E402
 from pipelines.cstm import SPARSE_VALID_FRAC, apply, plan_transform  # noqa: E402
-from pipelines.loading import LOAD_COLUMNS, Augment, collate, load_sample  # noqa: E402
+from pipelines.loading import Augment, collate, load_sample  # noqa: E402
 from pipelines.sampling import augment_rng  # noqa: E402
 from store import open_store  # noqa: E402
+from store.store import READ_COLUMNS  # noqa: E402
 
 CROP = (512, 960)
 BATCH = 8
@@ -145,7 +146,7 @@ def main() -> None:
             cat = open_store(url).catalog()
             sizes[policy] = (sum(cat["rgb_bytes"].to_pylist()), sum(cat["depth_bytes"].to_pylist()))
         store = open_store(str(tmp / kind / "store-auto"))
-        rows = sorted(store.catalog(columns=LOAD_COLUMNS).to_pylist(), key=lambda r: r["sample_id"])
+        rows = sorted(store.catalog(columns=READ_COLUMNS).to_pylist(), key=lambda r: r["sample_id"])
         ours = _rate(lambda i, s=store, r=rows: load_sample(s, r[i % len(r)], aug, 0, 0, i), args.batches)
         base = _rate(lambda i, e=entries, a=ann: metric3d_style(e[i % len(e)], a.parent, aug, i), args.batches)
         parts = _breakdown(store, rows, aug, args.batches * BATCH)

@@ -22,33 +22,10 @@ import pyarrow.compute as pc
 import torch
 
 from pipelines.cstm import SPARSE_VALID_FRAC, apply, check_mode, plan_transform
-from pipelines.sampling import EpochOrder, augment_rng, epoch_order, rank_positions, steps_per_epoch
+from pipelines.sampling import EpochOrder, augment_rng, epoch_order, rank_positions, rows_at, steps_per_epoch
 from schemas.camera import mean_focal_px
 from store import Store, as_store
-
-# The columns a loader needs from the catalog: everything to locate, verify and decode a sample.
-LOAD_COLUMNS = [
-    "sample_id",
-    "dataset",
-    "split",
-    "height",
-    "width",
-    "fx",
-    "fy",
-    "cx",
-    "cy",
-    "valid_frac",
-    "rgb_codec",
-    "depth_codec",
-    "depth_scale",
-    "shard",
-    "index",
-    "rgb_offset",
-    "rgb_bytes",
-    "depth_offset",
-    "depth_bytes",
-    "checksum",
-]
+from store.store import READ_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -92,15 +69,15 @@ def collate(examples: list[dict]) -> dict[str, Any]:
 
 
 def training_rows(store: Store, split: str = "train", datasets: list[str] | None = None) -> pa.Table:
-    """The rows training draws from, sorted by sample_id so row numbers do not depend on file listing order."""
-    table = store.catalog(columns=LOAD_COLUMNS)
+    """The rows training draws from, in the catalog's deterministic order (parts sorted by path)."""
+    table = store.catalog(columns=READ_COLUMNS)
     mask = pc.equal(table["split"], split)
     if datasets:
         mask = pc.and_(mask, pc.is_in(table["dataset"], pa.array(datasets)))
     table = table.filter(mask)
     if table.num_rows == 0:
         raise ValueError(f"{store.url} has no {split} rows" + (f" in datasets {datasets}" if datasets else ""))
-    return table.sort_by("sample_id")
+    return table
 
 
 def catalog_digest(table: pa.Table) -> str:
@@ -158,16 +135,10 @@ def training_batches(
     store = as_store(store)
     aug = Augment(check_mode(cstm), tuple(crop_hw))
     plan = plan_epoch(store, mix, seed, epoch, batch_size, split)
-    per = batch_size // world_size
-    positions, rows = _rank_rows(plan, batch_size, rank, world_size, start_step)
-    rows_py = rows.to_pylist()
-    for i in range(0, len(rows_py), per):
-        yield collate(
-            [
-                load_sample(store, r, aug, seed, epoch, int(p))
-                for r, p in zip(rows_py[i : i + per], positions[i : i + per])
-            ]
-        )
+    for step in range(start_step, plan.steps):
+        positions = rank_positions(step, batch_size, rank, world_size)
+        rows = rows_at(plan.rows, plan.order.rows[positions])
+        yield collate([load_sample(store, r, aug, seed, epoch, int(p)) for r, p in zip(rows, positions)])
 
 
 class _LoadBatch:

@@ -1,0 +1,184 @@
+"""Catalog scale: an 8,000,000-row catalog of 11 datasets of very different sizes.
+
+    python -m bench.catalog_scale [--rows 8000000] [--dir /tmp/catalog-8m]
+
+Writes the catalog parts into a store layout (once; reused when present), then in a fresh process:
+load it whole through Store.catalog (the loader's columns, and separately every column), build one
+epoch's balanced order, and slice one rank's batch at global step 1,000,000 (global batch 192, 8 ranks).
+Goals: load <= 5 s, order <= 10 s, slice <= 0.1 s, peak memory <= 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import binascii
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from schemas.catalog import CATALOG_COLUMNS
+from store import open_store
+from store.layout import catalog_part
+
+# Metric3D's training mix, in proportion (taskonomy and argoverse2 dominate; pandaset and dsec are tiny).
+SHARES = {
+    "taskonomy": 4472,
+    "argoverse2": 2856,
+    "mapillary_psd": 742,
+    "drivingstereo": 176,
+    "lyft": 158,
+    "uasol": 136,
+    "cityscapes": 135,
+    "diml": 122,
+    "ddad": 74,
+    "pandaset": 38,
+    "dsec": 21,
+}
+PART_ROWS = 250_000
+
+
+def _sizes(total: int) -> dict[str, int]:
+    w = np.array(list(SHARES.values()), np.float64)
+    sizes = np.floor(total * w / w.sum()).astype(int)
+    sizes[0] += total - sizes.sum()
+    return dict(zip(SHARES, sizes.tolist()))
+
+
+def _hex_ids(rng: np.random.Generator, n: int) -> pa.Array:
+    raw = binascii.hexlify(rng.bytes(8 * n))
+    return pa.array(np.frombuffer(raw, dtype="S16")).cast(pa.string())
+
+
+def _part(rng: np.random.Generator, dataset: str, n: int, part: int) -> pa.Table:
+    ids = pc.binary_join_element_wise(pa.scalar(f"{dataset}/train/"), _hex_ids(rng, n), "")
+    f = rng.uniform(500, 2200, n)
+    cols = {
+        "sample_id": ids,
+        "dataset": pa.array([dataset] * n),
+        "split": pa.array(["train"] * n),
+        "scene": pc.binary_join_element_wise(pa.scalar("scene_"), pa.array((np.arange(n) // 80).astype(str)), ""),
+        "frame": pa.array((np.arange(n) % 80).astype(str)),
+        "camera": pa.array(["cam"] * n),
+        "sensor": pa.array(["lidar"] * n),
+        "source_uris": pa.array([[f"s3://datasets/{dataset}/part{part}/frame.jpg"]] * n),
+        "adapter": pa.array([dataset] * n),
+        "adapter_version": pa.array(np.ones(n, np.int32)),
+        "height": pa.array(np.full(n, 1080, np.int32)),
+        "width": pa.array(np.full(n, 1920, np.int32)),
+        "fx": f,
+        "fy": f,
+        "cx": np.full(n, 960.0),
+        "cy": np.full(n, 540.0),
+        "valid_frac": rng.uniform(0, 1, n),
+        "depth_min_m": rng.uniform(0.5, 2, n),
+        "depth_median_m": rng.uniform(2, 30, n),
+        "depth_max_m": rng.uniform(30, 200, n),
+        "rgb_codec": pa.array(["jpeg"] * n),
+        "depth_codec": pa.array(["u16"] * n),
+        "depth_scale": np.full(n, 256.0),
+        "shard": pa.array([f"train-{part:06d}-x-y"] * n),
+        "index": pa.array((np.arange(n) % 64).astype(np.int32)),
+        "rgb_offset": np.zeros(n, np.int64),
+        "rgb_bytes": np.full(n, 500_000, np.int64),
+        "depth_offset": np.zeros(n, np.int64),
+        "depth_bytes": np.full(n, 100_000, np.int64),
+        "checksum": _hex_ids(rng, n),
+    }
+    return pa.table(cols, schema=CATALOG_COLUMNS)
+
+
+def generate(root: Path, total: int) -> None:
+    store = open_store(str(root), create=True)
+    rng = np.random.default_rng(0)
+    for dataset, n in _sizes(total).items():
+        for part, start in enumerate(range(0, n, PART_ROWS)):
+            table = _part(rng, dataset, min(PART_ROWS, n - start), part)
+            path = catalog_part(store.root, dataset, f"train-{part:06d}")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            pq.write_table(table, path, compression="zstd")
+
+
+def measure(root: str) -> dict:
+    """Run in a fresh process so peak memory is this work's alone."""
+    from pipelines.sampling import epoch_order, rank_positions, rows_at, steps_per_epoch
+    from store.store import READ_COLUMNS
+
+    store = open_store(root)
+    t0 = time.perf_counter()
+    table = store.catalog(columns=READ_COLUMNS)
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    order = epoch_order(table, seed=0, epoch=0)
+    t_order = time.perf_counter() - t0
+    batch, world, step = 192, 8, 1_000_000
+    steps = steps_per_epoch(order, batch)
+    epoch, in_epoch = divmod(step, steps)
+    order = epoch_order(table, seed=0, epoch=epoch)
+    t0 = time.perf_counter()
+    rows = rows_at(table, order.rows[rank_positions(in_epoch, batch, 3, world)])
+    t_slice = time.perf_counter() - t0
+    peak_loader_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    t0 = time.perf_counter()
+    store.audit()
+    t_audit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    whole = store.catalog()
+    t_whole = time.perf_counter() - t0
+    return {
+        "audit_unique_ids_s": t_audit,
+        "rows": table.num_rows,
+        "load_s": t_load,
+        "order_s": t_order,
+        "slice_s": t_slice,
+        "slice_rows": len(rows),
+        "epoch_of_step": epoch,
+        "peak_gb_loader_columns": peak_loader_gb,
+        "load_every_column_s": t_whole,
+        "every_column_gb_in_arrow": whole.nbytes / 1e9,
+        "peak_gb_after_every_column": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=8_000_000)
+    parser.add_argument("--dir", default="/tmp/catalog-8m")
+    parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_only:
+        print(json.dumps(measure(args.dir)))
+        return
+    root = Path(args.dir)
+    if not (root / "store.json").exists():
+        t0 = time.perf_counter()
+        generate(root, args.rows)
+        print(f"generated {args.rows} rows in {time.perf_counter() - t0:.1f} s under {root}")
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.catalog_scale", "--dir", str(root), "--measure-only"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"rows {r['rows']}: load {r['load_s']:.2f} s (goal 5), order {r['order_s']:.2f} s (goal 10), "
+        f"slice {r['slice_s'] * 1000:.1f} ms (goal 100), peak {r['peak_gb_loader_columns']:.2f} GB (goal 2)"
+    )
+    print(
+        f"every column: load {r['load_every_column_s']:.2f} s, {r['every_column_gb_in_arrow']:.2f} GB in Arrow, "
+        f"peak {r['peak_gb_after_every_column']:.2f} GB"
+    )
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
