@@ -130,10 +130,11 @@ def training_batches(
     cstm: str = "label",
     crop_hw: tuple[int, int] = (512, 960),
     split: str = "train",
+    ratio_range: tuple[float, float] = (0.9, 1.4),
 ) -> Iterator[dict[str, Any]]:
     """In-process path (no Ray): this rank's batches of one epoch, from global step `start_step`."""
     store = as_store(store)
-    aug = Augment(check_mode(cstm), tuple(crop_hw))
+    aug = Augment(check_mode(cstm), tuple(crop_hw), tuple(ratio_range))
     plan = plan_epoch(store, mix, seed, epoch, batch_size, split)
     for step in range(start_step, plan.steps):
         positions = rank_positions(step, batch_size, rank, world_size)
@@ -172,6 +173,7 @@ def training_dataset(
     cstm: str = "label",
     crop_hw: tuple[int, int] = (512, 960),
     split: str = "train",
+    ratio_range: tuple[float, float] = (0.9, 1.4),
     num_cpus: float = 1.0,
     concurrency: int = 1,
 ):
@@ -181,7 +183,7 @@ def training_dataset(
     import ray.data
 
     store = as_store(store)
-    aug = Augment(check_mode(cstm), tuple(crop_hw))
+    aug = Augment(check_mode(cstm), tuple(crop_hw), tuple(ratio_range))
     plan = plan_epoch(store, mix, seed, epoch, batch_size, split)
     per = batch_size // world_size
     positions, rows = _rank_rows(plan, batch_size, rank, world_size, start_step)

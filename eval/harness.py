@@ -1,0 +1,113 @@
+"""Score models on benchmarks from a store: per sample, per mode (metric / median / lsq), then the mean.
+
+A benchmark is a dataset of the store, optionally with a split (`nyu`, `synthetic_kitti:val`); its
+protocol (crop, depth range, default split) comes from eval.protocols, by dataset name or sensor kind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from eval.metrics import ALIGN_MODES, aligned_metrics
+from eval.models import Loaded
+from eval.protocols import Protocol, eval_mask, protocol_for
+from store import Store
+
+SPLIT_PREFERENCE = ("test", "val", "train")
+DEPTH_BINS_M = np.geomspace(0.25, 256.0, 21)  # error-against-depth plot: log-spaced ground-truth bins
+
+
+@dataclass
+class Benchmark:
+    dataset: str
+    split: str
+    protocol: Protocol
+    rows: list[dict[str, Any]]
+
+
+def resolve_benchmark(store: Store, spec: str, limit: int | None = None) -> Benchmark:
+    """`dataset[:split]` -> the rows to score; the split defaults to the protocol's, else test, val, train."""
+    dataset, _, split = spec.partition(":")
+    cat = store.catalog()
+    datasets = cat["dataset"].cast(pa.string())
+    names = sorted(set(datasets.unique().to_pylist()))
+    if dataset not in names:
+        raise KeyError(f"benchmark {dataset!r} is not a dataset of {store.url}; valid: {', '.join(names)}")
+    cat = cat.filter(pc.equal(datasets, dataset))
+    protocol = protocol_for(dataset, str(cat["sensor"][0].as_py()))
+    splits = cat["split"].cast(pa.string())
+    available = set(splits.unique().to_pylist())
+    split = split or protocol.split or next(s for s in SPLIT_PREFERENCE if s in available)
+    if split not in available:
+        raise KeyError(f"{dataset} has no {split!r} split; it has {', '.join(sorted(available))}")
+    rows = sorted(cat.filter(pc.equal(splits, split)).to_pylist(), key=lambda r: r["sample_id"])
+    return Benchmark(dataset, split, protocol, rows[:limit])
+
+
+@dataclass
+class Scores:
+    model: str
+    benchmark: str
+    split: str
+    zero_shot: bool | None
+    per_sample: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    # Metric-mode |pred - gt| / gt summed per ground-truth depth bin (DEPTH_BINS_M edges), and pixel counts.
+    bin_abs_rel: np.ndarray = field(default_factory=lambda: np.zeros(len(DEPTH_BINS_M) - 1))
+    bin_count: np.ndarray = field(default_factory=lambda: np.zeros(len(DEPTH_BINS_M) - 1))
+
+    def results(self) -> list[dict[str, Any]]:
+        """One entry per mode: the mean of each metric over samples (NaN-free samples only)."""
+        out = []
+        for mode in ALIGN_MODES:
+            rows = [s["modes"][mode] for s in self.per_sample if s["modes"].get(mode)]
+            names = [k for k in (rows[0] if rows else {}) if k not in ("alignment", "scale", "shift")]
+            metrics = {k: float(np.mean([r[k] for r in rows])) for k in names}
+            out.append(
+                {
+                    "model": self.model,
+                    "benchmark": self.benchmark,
+                    "split": self.split,
+                    "mode": mode,
+                    "zero_shot": self.zero_shot,
+                    "n_samples": len(rows),
+                    "metrics": metrics,
+                }
+            )
+        return out
+
+
+def score(model: Loaded, store: Store, bench: Benchmark, keep: int = 0) -> tuple[Scores, list[dict[str, Any]]]:
+    """Per-sample metrics in every mode; also returns the first `keep` samples' arrays for figures."""
+    scores = Scores(model.name, bench.dataset, bench.split, model.zero_shot(bench.dataset))
+    kept = []
+    t0 = time.perf_counter()
+    for row in bench.rows:
+        sample = store.read_row(row)
+        pred = model.model.infer(sample.rgb, sample.k_px)["depth_m"]
+        mask = eval_mask(sample.depth_m, bench.protocol, sample.valid)
+        if not mask.any():
+            continue
+        modes = {}
+        for mode in ALIGN_MODES:
+            try:
+                modes[mode] = aligned_metrics(pred, sample.depth_m, mask, mode)
+            except ValueError:  # e.g. lsq of a constant prediction: undefined, reported as missing
+                modes[mode] = None
+        scores.per_sample.append({"sample_id": row["sample_id"], "modes": modes})
+        g, p = sample.depth_m[mask], pred[mask]
+        which = np.clip(np.digitize(g, DEPTH_BINS_M) - 1, 0, len(DEPTH_BINS_M) - 2)
+        scores.bin_abs_rel += np.bincount(which, np.abs(p - g) / g, len(DEPTH_BINS_M) - 1)
+        scores.bin_count += np.bincount(which, minlength=len(DEPTH_BINS_M) - 1)
+        if len(kept) < keep:
+            kept.append(
+                {"sample_id": row["sample_id"], "rgb": sample.rgb, "gt": sample.depth_m, "pred": pred, "mask": mask}
+            )
+    scores.seconds = time.perf_counter() - t0
+    return scores, kept

@@ -1,0 +1,135 @@
+"""timm ConvNeXt encoder + UNet decoder predicting positive depth in canonical space at input resolution.
+
+forward() works at network resolution for training: rgb uint8 (or float 0-255) Bx3xHxW in, depth
+Bx1xHxW out (canonical metres when trained with CSTM). infer() takes a photo and its intrinsics and
+hides CSTM, resize, pad and de-normalisation, returning metres.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import ModelConfig
+from pipelines.cstm import from_network, to_network
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+# Log-depth head: exp of a clamped output, starting near 10 canonical metres; the clamp keeps depth in
+# [exp(-5), exp(7)] = [0.007, 1100] m, beyond any sensor, and the exp gradients finite.
+_LOG_DEPTH_INIT, _LOG_DEPTH_RANGE = math.log(10.0), (-5.0, 7.0)
+
+
+class _Block(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        )
+
+
+class DepthNet(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        kwargs = {}
+        if config.pretrained_path:
+            kwargs = {"pretrained": True, "pretrained_cfg_overlay": {"file": config.pretrained_path}}
+        self.encoder = timm.create_model(config.encoder, features_only=True, **kwargs)
+        channels = self.encoder.feature_info.channels()  # fine -> coarse, e.g. [192, 384, 768, 1536]
+        self.stride = self.encoder.feature_info.reduction()[-1]
+        widths = [max(16, config.decoder_width >> i) for i in range(len(channels))][::-1]  # fine -> coarse
+        self.bottleneck = _Block(channels[-1], widths[-1])
+        # Each stage: upsample the coarser decoder output x2, concatenate the skip, two convs.
+        self.stages = nn.ModuleList(
+            _Block(widths[i + 1] + channels[i], widths[i]) for i in reversed(range(len(channels) - 1))
+        )
+        first_reduction = self.encoder.feature_info.reduction()[0]
+        self.head = nn.Sequential(
+            nn.Upsample(scale_factor=first_reduction, mode="bilinear", align_corners=False),
+            nn.Conv2d(widths[0], widths[0], 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(widths[0], 1, 1),
+        )
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.constant_(self.head[-1].bias, _LOG_DEPTH_INIT)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        """rgb Bx3xHxW (uint8 or 0-255 float) -> depth Bx1xHxW > 0. Pads to the encoder stride inside."""
+        h, w = rgb.shape[-2:]
+        x = (rgb.float() - self.mean) / self.std  # normalised on the device: uint8 batches move 4x fewer bytes
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        feats = self.encoder(x)
+        y = self.bottleneck(feats[-1])
+        for stage, skip in zip(self.stages, reversed(feats[:-1])):
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = stage(torch.cat([y, skip], dim=1))
+        log_depth = self.head(y)[..., :h, :w].float()
+        return torch.exp(log_depth.clamp(*_LOG_DEPTH_RANGE))
+
+    @torch.no_grad()
+    def infer(self, rgb: np.ndarray, k_px: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
+        """A photo (uint8 HxWx3) and its intrinsics (fx, fy, cx, cy) in pixels -> metric depth.
+
+        Returns depth_m (HxW metres), points_m (HxWx3 camera-frame metres: x right, y down, z forward),
+        depth_net (the raw network output) and the k_px used. The photo is fitted into infer_hw, put
+        through the model's CSTM, and the prediction mapped back to the photo's own size and camera."""
+        self.eval()
+        h, w = rgb.shape[:2]
+        mode = self.config.cstm
+        # Label and none modes see the photo fitted into infer_hw (label mode absorbs the resize into the
+        # canonical labels); image mode must see it at the canonical focal itself, whatever size that is.
+        ratio = 1.0 if mode == "image" else min(self.config.infer_hw[0] / h, self.config.infer_hw[1] / w)
+        net_rgb, plan = to_network(rgb, k_px, mode, ratio)
+        device = next(self.parameters()).device
+        x = torch.from_numpy(np.ascontiguousarray(net_rgb.transpose(2, 0, 1)))[None].to(device)
+        depth_net = self(x)[0, 0].float().cpu().numpy()
+        depth_m = from_network(depth_net, plan, (h, w))
+        return {
+            "depth_m": depth_m,
+            "points_m": backproject(depth_m, k_px),
+            "depth_net": depth_net,
+            "k_px": np.asarray(k_px, np.float64),
+        }
+
+
+def backproject(depth_m: np.ndarray, k_px: tuple[float, float, float, float]) -> np.ndarray:
+    """HxW z-depth -> HxWx3 camera-frame points (x right, y down, z forward), metres."""
+    fx, fy, cx, cy = k_px
+    h, w = depth_m.shape
+    u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return np.stack([(u - cx) * depth_m / fx, (v - cy) * depth_m / fy, depth_m], axis=-1).astype(np.float32)
+
+
+def build_model(config: ModelConfig) -> DepthNet:
+    return DepthNet(config)
+
+
+def save_checkpoint(path: str, model: DepthNet, extra: dict | None = None) -> None:
+    """Weights + the resolved model config (+ anything else, e.g. optimizer state): loading needs nothing else."""
+    torch.save({"model_config": asdict(model.config), "model": model.state_dict(), **(extra or {})}, path)
+
+
+def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[DepthNet, dict]:
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    cfg = dict(state["model_config"])
+    cfg["infer_hw"] = tuple(cfg["infer_hw"])
+    cfg["pretrained_path"] = None  # the checkpoint holds the trained weights already
+    model = DepthNet(ModelConfig(**cfg))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, state

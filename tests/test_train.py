@@ -1,0 +1,125 @@
+"""Training on a real local Ray runtime (2 CPU workers, gloo) tracked in a real MLflow store."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import free_port
+
+from train.config import load_config
+from train.run import train
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+CROP = "64,96"
+
+
+@pytest.fixture
+def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # artifacts land in tmp_path/mlartifacts
+    return uri
+
+
+def _cfg(tmp_path: Path, **overrides):
+    sets = [f"{k}={v}" for k, v in {"crop_hw": CROP, "storage_path": str(tmp_path / "ray"), **overrides}.items()]
+    return load_config("tiny", sets)
+
+
+def test_overfit_tracks_and_registers(tiny_store, ray_runtime, mlflow_sqlite, tmp_path):
+    cfg = _cfg(tmp_path, steps=200, log_every=10, checkpoint_every=200, registered_model="tiny-overfit")
+    out = train(cfg, tiny_store)
+    client = mlflow.MlflowClient()
+    losses = [m.value for m in sorted(client.get_metric_history(out["run_id"], "loss"), key=lambda m: m.step)]
+    assert len(losses) == 21  # step 1, then every 10 steps
+    assert np.mean(losses[-3:]) <= 0.5 * losses[0], losses
+    run = client.get_run(out["run_id"])
+    assert run.data.params["model_name"] == "metric3d_tiny" and run.data.params["steps"] == "200"
+    for key in ("samples_per_s", "data_wait_share", "lr", "silog"):
+        assert key in run.data.metrics
+    assert 0.0 <= run.data.metrics["data_wait_share"] <= 1.0
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.name.startswith("catalog-")
+    assert run.data.tags["train_datasets"] == "synthetic_kitti,synthetic_nyu"
+    artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
+    assert {"checkpoint", "previews"} <= artifacts
+    assert out["model_uri"] == "models:/tiny-overfit@latest" and out["version"] == "1"
+    model = mlflow.pyfunc.load_model(out["model_uri"])
+    image = np.random.default_rng(0).integers(0, 255, (1, 64, 96, 3), dtype=np.uint8)
+    depth = model.predict({"image": image, "intrinsics": np.array([[80.0, 80.0, 47.5, 31.5]])})
+    assert depth.shape == (1, 64, 96) and depth.dtype == np.float32 and (depth > 0).all()
+
+
+def test_worker_failure_resumes_with_the_same_samples(tiny_store, ray_runtime, mlflow_sqlite, tmp_path):
+    base = {"steps": 8, "checkpoint_every": 3, "log_every": 1, "preview_count": 0}
+    clean = train(_cfg(tmp_path / "clean", **base), tiny_store)
+    drill = train(_cfg(tmp_path / "drill", **base, fail_at_step=5), tiny_store)
+    assert (tmp_path / "drill" / "ray").exists()
+    marker = list((tmp_path / "drill" / "ray").rglob("failed-once"))
+    assert len(marker) == 1, "the drill did not fail a worker"
+    assert drill["samples_digest"] == clean["samples_digest"]
+    assert drill["metrics"]["step"] == clean["metrics"]["step"] == 8
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    exe = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
+    proc = subprocess.Popen(
+        [
+            exe,
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=1).read() == b"OK":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not become healthy")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.chdir(tmp_path)
+    yield url
+    proc.terminate()
+    proc.wait(20)
+
+
+@pytest.mark.s3
+def test_against_mlflow_server_and_s3_store(tiny_store, ray_runtime, mlflow_server, s3_bucket, tmp_path):
+    import s3fs
+
+    url = f"{s3_bucket}/store"
+    fs = s3fs.S3FileSystem(endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    fs.mkdir(s3_bucket.removeprefix("s3://"))
+    fs.put(tiny_store, url.removeprefix("s3://"), recursive=True)
+    out = train(_cfg(tmp_path, steps=4, checkpoint_every=4, log_every=2, preview_count=1), url)
+    run = mlflow.MlflowClient(mlflow_server).get_run(out["run_id"])
+    assert run.data.tags["store_uri"] == url and "loss" in run.data.metrics
+    model = mlflow.pyfunc.load_model(out["model_uri"])
+    depth = model.predict({"image": np.zeros((1, 32, 48, 3), np.uint8), "intrinsics": np.array([[40.0, 40, 24, 16]])})
+    assert depth.shape == (1, 32, 48)
