@@ -1,0 +1,93 @@
+"""Ingest throughput and store size, per storage choice, on the real samples.
+
+    python -m bench.ingest [--repeat 10]
+
+For KITTI-like (PNG RGB + uint16 PNG depth), NYU-like (JPEG + uint16 PNG) and nuScenes-like (JPEG +
+sparse lidar depth) samples (bench.fixtures): ingest samples per CPU-second in one process
+(`--workers 0`), against the floor of only decoding the same source files; then, per RGB storage
+policy, the store's bytes against the source files' bytes and the loader-side read + decode time per
+sample against decoding the source files.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+
+from bench.fixtures import KINDS, build, source_bytes  # noqa: E402
+from ingest.engine import ingest  # noqa: E402
+from store import open_store  # noqa: E402
+from store.store import READ_COLUMNS  # noqa: E402
+
+POLICIES = ("auto", "source", "raw")
+
+
+def _decode_sources(ann: Path) -> float:
+    """CPU seconds per sample to decode the source RGB and depth files (the floor of any ingest)."""
+    files = json.loads(ann.read_text())["files"]
+    t0 = time.process_time()
+    for f in files:
+        cv2.imread(str(ann.parent / f["rgb"]), cv2.IMREAD_COLOR)
+        cv2.imread(str(ann.parent / f["depth"]), cv2.IMREAD_UNCHANGED)
+    return (time.process_time() - t0) / len(files)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=10, help="ingest the samples this many times (as new names)")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    out = {}
+    for kind in KINDS:
+        ann = build(kind, tmp / kind / "src")
+        n_files = len(json.loads(ann.read_text())["files"])
+        floor = min(_decode_sources(ann) for _ in range(5))
+        src_bytes = sum(source_bytes(ann))
+        row = {"decode_floor_ms": floor * 1000, "policies": {}}
+        for policy in POLICIES:
+            url = str(tmp / kind / f"store-{policy}")
+            t0 = time.process_time()
+            for r in range(args.repeat):
+                ingest(
+                    "metric3d_json", str(ann), url, name=f"{kind}_{r:02d}", workers=0, progress=False, rgb_codec=policy
+                )
+            cpu = time.process_time() - t0
+            store = open_store(url)
+            cat = store.catalog(columns=READ_COLUMNS)
+            rows = cat.to_pylist()
+            t0 = time.process_time()
+            for _ in range(3):
+                for r in rows:
+                    store.read_arrays(r)
+            read_ms = (time.process_time() - t0) / (3 * len(rows)) * 1000
+            stored = (sum(cat["rgb_bytes"].to_pylist()) + sum(cat["depth_bytes"].to_pylist())) / args.repeat
+            row["policies"][policy] = {
+                "ingest_samples_per_cpu_s": n_files * args.repeat / cpu,
+                "store_over_source_bytes": stored / src_bytes,
+                "read_decode_ms": read_ms,
+                "rgb_codecs": sorted(set(cat["rgb_codec"].cast("string").to_pylist())),
+            }
+        out[kind] = row
+        print(f"{kind}: decode-only floor {1 / floor:.1f} samples/CPU-s ({floor * 1000:.2f} ms/sample)")
+        for policy, p in row["policies"].items():
+            print(
+                f"  {policy:6s} ingest {p['ingest_samples_per_cpu_s']:6.1f} samples/CPU-s  "
+                f"store/source bytes {p['store_over_source_bytes']:.3f}  read+decode {p['read_decode_ms']:.2f} ms "
+                f"(source decode {floor * 1000:.2f} ms)  rgb {p['rgb_codecs']}"
+            )
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
