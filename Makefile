@@ -10,7 +10,9 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	# The pair that works with timm on this platform first; the project asks only for ranges.
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	# compat: a path entry (not an import hook), so a folder named like a package (e.g. a store called
+	# 'store') in the working directory never shadows the project in Ray workers.
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 venv: $(BIN)/.installed

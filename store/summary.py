@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections import Counter
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from store import StoreError, open_store
@@ -13,7 +14,22 @@ from store import StoreError, open_store
 
 def summarise(url: str) -> list[str]:
     store = open_store(url)
-    cat = store.catalog()
+    cat = store.catalog(
+        columns=[
+            "sample_id",
+            "dataset",
+            "split",
+            "rgb_bytes",
+            "depth_bytes",
+            "valid_frac",
+            "depth_median_m",
+            "fx",
+            "rgb_codec",
+            "depth_codec",
+        ]
+    )
+    for name in ("dataset", "split", "rgb_codec", "depth_codec"):  # read as dictionaries; group on plain strings
+        cat = cat.set_column(cat.schema.get_field_index(name), name, cat[name].cast(pa.string()))
     lines = [f"store {url}: {cat.num_rows} samples"]
     if cat.num_rows:
         groups = (

@@ -112,3 +112,35 @@ def test_cli_list_shows_every_adapter_with_a_description():
     assert r.returncode == 0
     names = {line.split()[0] for line in r.stdout.splitlines()}
     assert {"kitti", "nyu", "metric3d_json", "synthetic"} <= names
+
+
+@pytest.mark.ray
+def test_cli_ray_ingest_from_a_folder_holding_a_store_named_store(tmp_path: Path):
+    """Ray workers import the project even when the working directory has a `store/` folder (a data store)."""
+    from ingest.synthetic import Camera, generate
+
+    generate(str(tmp_path / "src"), 2, cameras=(Camera("a", 100.0, 64, 48, "kitti", "train"),))
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ingest.run",
+            "--dataset",
+            "synthetic",
+            "--src",
+            "src",
+            "--store",
+            "store",
+            "--workers",
+            "2",
+            "--shard-size",
+            "1",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ingested 2, already present 0, quarantined 0" in r.stdout

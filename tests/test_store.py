@@ -105,3 +105,20 @@ def test_unreferenced_arrays_are_invisible(tmp_path: Path):
     # A killed attempt leaves arrays without a catalog part: readers must not see them.
     os.makedirs(tmp_path / "arrays" / "toy" / "s1-dead.zarr")
     assert open_store(str(tmp_path)).catalog().num_rows == 1
+
+
+def test_summary_lists_datasets_and_quarantine(tmp_path: Path):
+    from store.summary import summarise
+
+    store = open_store(str(tmp_path), create=True)
+    write_shard(
+        store,
+        "toy",
+        "s0",
+        [make_sample(seed=0, frame="a"), make_sample(seed=1, frame="b")],
+        [Rejected("it", "toy/x", "f.png", "truncated PNG", "train")],
+    )
+    lines = summarise(str(tmp_path))
+    assert lines[0].endswith(": 2 samples")
+    assert any(line.split()[:3] == ["toy", "train", "2"] for line in lines)
+    assert lines[-1].strip() == "x1: truncated PNG"
