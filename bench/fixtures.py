@@ -27,8 +27,9 @@ def _require() -> None:
         raise SystemExit(f"benchmarks need the real samples at {REAL}")
 
 
-def build(kind: str, out: Path) -> Path:
-    """A folder with rgb/, depth/ and test_annotations.json for `kind`; returns the JSON path."""
+def build(kind: str, out: Path, copies: int = 1) -> Path:
+    """A folder with rgb/, depth/ and test_annotations.json for `kind`; returns the JSON path. With copies > 1
+    every frame is also written under new names (distinct samples, same bytes), for throughput runs."""
     _require()
     out.mkdir(parents=True, exist_ok=True)
     if kind in ("kitti", "nyu"):
@@ -42,9 +43,21 @@ def build(kind: str, out: Path) -> Path:
         ann = {"files": _nuscenes(out)}
     else:
         raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    base = list(ann["files"])
+    for c in range(1, copies):
+        for e in base:
+            copy = {**e, "rgb": _copy_as(out, e["rgb"], c), "depth": _copy_as(out, e["depth"], c)}
+            ann["files"].append(copy)
     path = out / "test_annotations.json"
     path.write_text(json.dumps(ann))
     return path
+
+
+def _copy_as(out: Path, rel: str, c: int) -> str:
+    src = out / rel
+    new = src.with_name(f"{src.stem}_copy{c:03d}{src.suffix}")
+    shutil.copy(src, new)
+    return str(new.relative_to(out))
 
 
 def _nuscenes(out: Path) -> list[dict]:

@@ -1,6 +1,6 @@
 """Ingest throughput and store size, per storage choice, on the real samples.
 
-    python -m bench.ingest [--repeat 10]
+    python -m bench.ingest [--copies 12]
 
 For KITTI-like (PNG RGB + uint16 PNG depth), NYU-like (JPEG + uint16 PNG) and nuScenes-like (JPEG +
 sparse lidar depth) samples (bench.fixtures): ingest samples per CPU-second in one process
@@ -44,13 +44,13 @@ def _decode_sources(ann: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=10, help="ingest the samples this many times (as new names)")
+    parser.add_argument("--copies", type=int, default=12, help="each real frame this many times, as distinct files")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     out = {}
     for kind in KINDS:
-        ann = build(kind, tmp / kind / "src")
+        ann = build(kind, tmp / kind / "src", copies=args.copies)
         n_files = len(json.loads(ann.read_text())["files"])
         floor = min(_decode_sources(ann) for _ in range(5))
         src_bytes = sum(source_bytes(ann))
@@ -58,10 +58,7 @@ def main() -> None:
         for policy in POLICIES:
             url = str(tmp / kind / f"store-{policy}")
             t0 = time.process_time()
-            for r in range(args.repeat):
-                ingest(
-                    "metric3d_json", str(ann), url, name=f"{kind}_{r:02d}", workers=0, progress=False, rgb_codec=policy
-                )
+            ingest("metric3d_json", str(ann), url, name=kind, workers=0, progress=False, rgb_codec=policy)
             cpu = time.process_time() - t0
             store = open_store(url)
             cat = store.catalog(columns=READ_COLUMNS)
@@ -71,9 +68,9 @@ def main() -> None:
                 for r in rows:
                     store.read_arrays(r)
             read_ms = (time.process_time() - t0) / (3 * len(rows)) * 1000
-            stored = (sum(cat["rgb_bytes"].to_pylist()) + sum(cat["depth_bytes"].to_pylist())) / args.repeat
+            stored = sum(cat["rgb_bytes"].to_pylist()) + sum(cat["depth_bytes"].to_pylist())
             row["policies"][policy] = {
-                "ingest_samples_per_cpu_s": n_files * args.repeat / cpu,
+                "ingest_samples_per_cpu_s": n_files / cpu,
                 "store_over_source_bytes": stored / src_bytes,
                 "read_decode_ms": read_ms,
                 "rgb_codecs": sorted(set(cat["rgb_codec"].cast("string").to_pylist())),

@@ -129,13 +129,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=30, help="batches of 8 per measurement")
     parser.add_argument("--skip-ray", action="store_true", help="skip the Ray Data measurement")
+    parser.add_argument("--ray-only", action="store_true", help="only the Ray Data measurement")
+    parser.add_argument("--copies", type=int, default=200, help="copies of the KITTI frames for the Ray Data run")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     aug = Augment("label", CROP)
     tmp = Path(tempfile.mkdtemp(prefix="bench-loader-"))
     results = {}
-    for kind in KINDS:
+    for kind in () if args.ray_only else KINDS:
         ann = build(kind, tmp / kind / "src")
         entries = json.loads(ann.read_text())["files"]
         src_rgb, src_depth = source_bytes(ann)
@@ -167,11 +169,14 @@ def main() -> None:
         )
         print("          ms/sample: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     if not args.skip_ray:
-        results["ray_data"] = _ray(tmp, aug, args.batches)
+        if args.ray_only:
+            ann = build("kitti", tmp / "kitti" / "src")
+            ingest("metric3d_json", str(ann), str(tmp / "kitti" / "store-auto"), workers=0, progress=False)
+        results["ray_data"] = _ray(tmp, aug, args.copies)
     print(json.dumps(results, indent=1, default=float))
 
 
-def _ray(tmp: Path, aug: Augment, n_batches: int) -> dict:
+def _ray(tmp: Path, aug: Augment, copies: int) -> dict:
     """Wall-clock samples/s of the Ray Data path (2 CPUs) against the in-process path, KITTI-like store."""
     from infra.ray_runtime import init_ray
     from pipelines import iter_torch, training_batches, training_dataset
@@ -179,7 +184,7 @@ def _ray(tmp: Path, aug: Augment, n_batches: int) -> dict:
     url = str(tmp / "kitti" / "store-auto")
     big = tmp / "kitti" / "store-many"
     ann = tmp / "kitti" / "src" / "test_annotations.json"
-    for copy in range(40):  # enough distinct rows for many batches: the same 3 frames under 40 names
+    for copy in range(copies):  # enough distinct rows for many batches: the same 3 frames under many names
         ingest(
             "metric3d_json", str(ann), str(big), name=f"kitti_copy{copy:02d}", split="train", workers=0, progress=False
         )

@@ -79,6 +79,16 @@ def _error_vs_depth(scores: list[Scores]) -> str:
     return _png(fig)
 
 
+def _visible(depth: np.ndarray) -> np.ndarray:
+    """Ground truth for display: sparse lidar points grown to 3x3 so they can be seen; no depth -> blank."""
+    import cv2
+
+    shown = depth
+    if np.count_nonzero(depth) < 0.5 * depth.size:
+        shown = cv2.dilate(depth.astype(np.float32), np.ones((3, 3), np.uint8))
+    return np.where(shown > 0, shown, np.nan)
+
+
 def _samples(model: str, kept: list[dict[str, Any]]) -> str:
     fig, axes = plt.subplots(len(kept), 4, figsize=(12, 2.6 * len(kept)), squeeze=False)
     for row, k in zip(axes, kept):

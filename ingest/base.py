@@ -64,6 +64,16 @@ class Adapter(Protocol):
     def load(self, src: Source, item: Item) -> Sample: ...
 
 
+def lookup(doc: Any, path: str, file: str) -> Any:
+    """The value at a dotted path of a parsed JSON/YAML document; a missing key names the path and the file."""
+    value = doc
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise SourceError(file, f"no {path} entry")
+        value = value[key]
+    return value
+
+
 def read_rgb(src: Source, rel: str) -> tuple[np.ndarray, bytes, str]:
     """(rgb uint8 HxWx3, the file's bytes, 'jpeg'|'png'); errors name the file."""
     data = src.read_bytes(rel)

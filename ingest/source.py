@@ -73,7 +73,3 @@ class Source:
         fs, root = self.fs_root
         n = len(root) + 1
         return sorted(p[n:] for p in fs.glob(f"{root}/{pattern}"))
-
-    def is_file(self) -> bool:
-        fs, root = self.fs_root
-        return fs.isfile(root)

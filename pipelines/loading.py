@@ -202,7 +202,7 @@ def training_dataset(
         batch_size=per,
         batch_format="pyarrow",
         num_cpus=num_cpus,
-        concurrency=concurrency,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
     )
 
 

@@ -153,10 +153,6 @@ class Store:
         table = self.catalog()
         return {row["sample_id"]: row for row in table.to_pylist()}
 
-    def refresh(self) -> None:
-        """Forget the cached catalog (after another process committed shards)."""
-        self.__dict__.pop("_rows", None)
-
     # -- samples -------------------------------------------------------------------------------------
     def _open_arrays(self, dataset: str, shard: str) -> tuple[zarr.Array, zarr.Array]:
         key = f"{dataset}/{shard}"

@@ -49,12 +49,21 @@ def test_overfit_tracks_and_registers(tiny_store, ray_runtime, mlflow_sqlite, tm
     assert len(inputs) == 1 and inputs[0].dataset.name.startswith("catalog-")
     assert run.data.tags["train_datasets"] == "synthetic_kitti,synthetic_nyu"
     artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
-    assert {"checkpoint", "previews"} <= artifacts
+    assert {"checkpoint", "previews", "lineage"} <= artifacts
     assert out["model_uri"] == "models:/tiny-overfit@latest" and out["version"] == "1"
     model = mlflow.pyfunc.load_model(out["model_uri"])
     image = np.random.default_rng(0).integers(0, 255, (1, 64, 96, 3), dtype=np.uint8)
     depth = model.predict({"image": image, "intrinsics": np.array([[80.0, 80.0, 47.5, 31.5]])})
     assert depth.shape == (1, 64, 96) and depth.dtype == np.float32 and (depth > 0).all()
+    # Evaluating the registered model reads its lineage from MLflow and logs a linked evaluation run.
+    from eval.run import evaluate
+
+    results = evaluate(
+        [out["model_uri"]], tiny_store, ["synthetic_kitti:val", "synthetic_nyu"], tmp_path / "rep", [], limit=2
+    )
+    assert {(r["benchmark"], r["zero_shot"]) for r in results} == {("synthetic_kitti", False), ("synthetic_nyu", False)}
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{out['run_id']}'")
+    assert len(children) == 1 and "synthetic_kitti.metric.abs_rel" in children[0].data.metrics
 
 
 def test_worker_failure_resumes_with_the_same_samples(tiny_store, ray_runtime, mlflow_sqlite, tmp_path):

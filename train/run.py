@@ -53,7 +53,7 @@ def train(
     sizes = {d: int(n) for d, n in zip(*np.unique(np.asarray(plan.rows["dataset"].to_pylist()), return_counts=True))}
     with tracking.start_run(cfg.experiment, run_name) as run:
         tracking.log_config(cfg.to_dict())
-        tracking.log_lineage(store_url, catalog_digest(plan.rows), plan.order.counts, plan.order.weights, sizes)
+        tracking.log_lineage(store_url, catalog_digest(plan.rows), plan.order.lineage(), sizes)
         name = f"{cfg.experiment}-{run.info.run_id[:8]}"
         storage = _absolute(cfg.storage_path)
         loop_config = {

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.base import AdapterInfo, Item, make_sample, read_depth_png, read_rgb
+from ingest.base import AdapterInfo, Item, lookup, make_sample, read_depth_png, read_rgb
 from ingest.geometry import disparity_to_depth
 from ingest.registry import register
 from ingest.source import Source, SourceError
@@ -35,11 +35,7 @@ def read_json(src: Source, rel: str) -> Any:
 
 def field(doc: Any, path: str, file: str) -> float:
     """A numeric field at a dotted path of a JSON document; a missing or non-numeric one names the path."""
-    value = doc
-    for key in path.split("."):
-        if not isinstance(value, dict) or key not in value:
-            raise SourceError(file, f"no {path} entry")
-        value = value[key]
+    value = lookup(doc, path, file)
     try:
         return float(value)
     except (TypeError, ValueError):

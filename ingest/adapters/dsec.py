@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ingest.base import AdapterInfo, Item, make_sample, read_depth_png, read_rgb
+from ingest.base import AdapterInfo, Item, lookup, make_sample, read_depth_png, read_rgb
 from ingest.geometry import disparity_to_depth
 from ingest.registry import register
 from ingest.source import Source, SourceError
@@ -27,11 +27,7 @@ DISPARITY_SCALE = 256.0  # raw units per pixel of disparity
 
 def entry(doc: Any, path: str, file: str, shape: tuple[int, ...]) -> np.ndarray:
     """The numeric array at a dotted path of the YAML document, checked against `shape`."""
-    value = doc
-    for key in path.split("."):
-        if not isinstance(value, dict) or key not in value:
-            raise SourceError(file, f"no {path} entry")
-        value = value[key]
+    value = lookup(doc, path, file)
     try:
         arr = np.asarray(value, np.float64)
     except (TypeError, ValueError):
