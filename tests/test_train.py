@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import torch
 from conftest import free_port
 
 from train.config import load_config
@@ -51,6 +52,8 @@ def test_overfit_tracks_and_registers(tiny_store, ray_runtime, mlflow_sqlite, tm
     artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
     assert {"checkpoint", "previews", "lineage"} <= artifacts
     assert out["model_uri"] == "models:/tiny-overfit@latest" and out["version"] == "1"
+    state = torch.load(out["checkpoint"], weights_only=False)
+    assert state["train_datasets"] == ["synthetic_kitti", "synthetic_nyu"] and state["step"] == 200
     model = mlflow.pyfunc.load_model(out["model_uri"])
     image = np.random.default_rng(0).integers(0, 255, (1, 64, 96, 3), dtype=np.uint8)
     depth = model.predict({"image": image, "intrinsics": np.array([[80.0, 80.0, 47.5, 31.5]])})

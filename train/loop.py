@@ -132,6 +132,9 @@ def _report(net, opt, sched, step: int, digest: str, loop_config: dict, metrics:
                 "step": step,
                 "samples_digest": digest,
                 "train_config": loop_config["train"],
+                # The lineage travels with the weights: evaluating a bare checkpoint file still knows
+                # which datasets were seen in training.
+                "train_datasets": loop_config["train_datasets"],
             }
             save_checkpoint(os.path.join(tmp, CHECKPOINT_FILE), net, extra)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)

@@ -63,6 +63,7 @@ def train(
             "mlflow_run_id": run.info.run_id,
             "mlflow_tracking_uri": tracking.tracking_uri(),
             "drill_dir": os.path.join(storage, name, "drill"),
+            "train_datasets": sorted(plan.order.counts),
         }
         init_ray(max(2, cfg.num_workers * cfg.cpus_per_worker))
         trainer = TorchTrainer(

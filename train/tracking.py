@@ -39,10 +39,11 @@ def log_config(config: dict[str, Any], prefix: str = "") -> None:
     mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
 
 
-def log_lineage(
-    store_url: str, digest: str, counts: dict[str, int], weights: dict[str, float], sizes: dict[str, int]
-) -> None:
-    """The data a run trained on: the store, the catalog digest, per-dataset rows, draws and weights."""
+def log_lineage(store_url: str, digest: str, mix: dict[str, Any], sizes: dict[str, int]) -> None:
+    """The data a run trained on: the store, the catalog digest, per-dataset rows, and the epoch's mix record
+    (samples drawn per dataset and weights; every epoch draws the same counts, from fresh permutations)."""
+    counts, weights = mix["counts"], mix["weights"]
+    mlflow.log_dict({"store": store_url, "catalog_digest": digest, "catalog_rows": sizes, **mix}, "lineage/mix.json")
     table = pd.DataFrame(
         {
             "dataset": list(counts),
