@@ -63,7 +63,7 @@ def metric3d_style(entry: dict, root: Path, aug: Augment, position: int) -> dict
     if flip:
         out_rgb, out_depth = out_rgb[:, ::-1], out_depth[:, ::-1]
     return {
-        "rgb": np.ascontiguousarray(out_rgb.transpose(2, 0, 1)),
+        "rgb": out_rgb,  # HWC; the shared collate stacks (one copy) and views it as CHW, as Metric3D's transpose view
         "depth_c": out_depth[None].copy(),
         "valid": (out_depth > 0)[None],
         "k_px_c": np.asarray(plan.k_px, np.float32),
@@ -107,7 +107,7 @@ def _breakdown(store, rows: list[dict], aug: Augment, n: int) -> dict[str, float
         t3 = time.process_time()
         examples.append(
             {
-                "rgb": out.transpose(2, 0, 1),
+                "rgb": out,
                 "depth_c": d[None],
                 "valid": (d > 0)[None],
                 "k_px_c": np.asarray(plan.k_px, np.float32),

@@ -152,14 +152,19 @@ def _source_window(plan: Plan, hw: tuple[int, int]) -> tuple[int, int, int, int]
 
 
 def _place(part: np.ndarray, plan: Plan) -> np.ndarray:
-    """Put the resized window into the zero-padded crop (crop pixel X' = window pixel X' + k)."""
+    """Put the resized window into the zero-padded crop (crop pixel X' = window pixel X' + k), mirrored
+    when the plan flips: one copy either way."""
     ch, cw = plan.out_hw
     out = np.zeros((ch, cw, *part.shape[2:]), part.dtype)
     dx, dy = max(plan.kx, 0), max(plan.ky, 0)
     ox, oy = dx - plan.kx, dy - plan.ky
     nx, ny = min(part.shape[1] - dx, cw - ox), min(part.shape[0] - dy, ch - oy)
     if nx > 0 and ny > 0:
-        out[oy : oy + ny, ox : ox + nx] = part[dy : dy + ny, dx : dx + nx]
+        window = part[dy : dy + ny, dx : dx + nx]
+        if plan.flip:
+            out[oy : oy + ny, cw - ox - nx : cw - ox] = window[:, ::-1]
+        else:
+            out[oy : oy + ny, ox : ox + nx] = window
     return out
 
 
@@ -176,9 +181,8 @@ def _resize_window(image: np.ndarray, plan: Plan, interpolation: int) -> np.ndar
 
 
 def warp_rgb(rgb: np.ndarray, plan: Plan) -> np.ndarray:
-    """Bilinear resize + crop, computing only the source window the crop needs; padding is 0."""
-    out = _resize_window(rgb, plan, cv2.INTER_LINEAR)
-    return np.ascontiguousarray(out[:, ::-1]) if plan.flip else out
+    """Bilinear resize + crop (+ flip), computing only the source window the crop needs; padding is 0."""
+    return _resize_window(rgb, plan, cv2.INTER_LINEAR)
 
 
 def warp_depth(depth: np.ndarray, plan: Plan, sparse: bool | None = None) -> np.ndarray:
@@ -190,7 +194,7 @@ def warp_depth(depth: np.ndarray, plan: Plan, sparse: bool | None = None) -> np.
     out = _splat(depth, plan) if sparse else _resize_window(depth, plan, cv2.INTER_NEAREST_EXACT)
     if plan.depth_factor != 1.0:
         out *= np.float32(plan.depth_factor)
-    return np.ascontiguousarray(out[:, ::-1]) if plan.flip else out
+    return out
 
 
 def _splat(depth: np.ndarray, plan: Plan) -> np.ndarray:
@@ -202,7 +206,8 @@ def _splat(depth: np.ndarray, plan: Plan) -> np.ndarray:
     x = np.rint((u + (u0 + 0.5)) * plan.sx - (0.5 + plan.x0)).astype(np.int64)
     y = np.rint((v + (v0 + 0.5)) * plan.sy - (0.5 + plan.y0)).astype(np.int64)
     keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    flat, z = y[keep] * w + x[keep], z[keep]
+    x, y, z = x[keep], y[keep], z[keep]
+    flat = y * w + (w - 1 - x if plan.flip else x)
     out = np.zeros(h * w, np.float32)
     out[flat] = z
     # Collisions happen only when shrinking, a few points per pixel at most: lower each pixel to its

@@ -3,8 +3,8 @@
     batches = training_batches(store, mix={"kitti": 1, "nyu": 1}, seed=0, epoch=0, batch_size=8)
     ds = training_dataset(store, ...same arguments...)   # ray.data.Dataset with identical tensors
 
-Each item: rgb uint8 Bx3xHxW (ImageNet normalisation happens on the device: a float32 batch is 4x the
-bytes to move), depth_c float32 Bx1xHxW (canonical metres; metres when cstm is none), valid bool
+Each item: rgb uint8 Bx3xHxW (a view of channels-last memory; ImageNet normalisation happens on the
+device: a float32 batch is 4x the bytes to move), depth_c float32 Bx1xHxW (canonical metres; metres when cstm is none), valid bool
 Bx1xHxW, k_px_c float32 Bx4 (intrinsics after the transform), f_px float32 B (the original focal, to
 de-canonicalise), sample_id and dataset (lists of str).
 """
@@ -49,7 +49,7 @@ def load_sample(store: Store, row: dict[str, Any], aug: Augment, seed: int, epoc
     plan = plan_transform(rgb.shape[:2], k_px, aug.cstm, ratio, aug.crop_hw, crop_uv, flip)
     rgb, depth, valid, k = apply(rgb, depth, plan, sparse=row["valid_frac"] < SPARSE_VALID_FRAC)
     return {
-        "rgb": np.ascontiguousarray(rgb.transpose(2, 0, 1)),
+        "rgb": rgb,  # HxWx3: batches are stacked channels-last and viewed as Bx3xHxW (no per-sample copy)
         "depth_c": depth[None],
         "valid": valid[None],
         "k_px_c": np.asarray(k, np.float32),
@@ -59,10 +59,18 @@ def load_sample(store: Store, row: dict[str, Any], aug: Augment, seed: int, epoc
     }
 
 
+_ARRAY_FIELDS = ("rgb", "depth_c", "valid", "k_px_c", "f_px")
+
+
+def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Stacked numpy fields -> tensors; rgb BxHxWx3 becomes a Bx3xHxW view (channels-last memory)."""
+    out = {k: torch.from_numpy(arrays[k]) for k in _ARRAY_FIELDS}
+    out["rgb"] = out["rgb"].permute(0, 3, 1, 2)
+    return out
+
+
 def collate(examples: list[dict]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        k: torch.from_numpy(np.stack([e[k] for e in examples])) for k in ("rgb", "depth_c", "valid", "k_px_c", "f_px")
-    }
+    out: dict[str, Any] = _tensors({k: np.stack([e[k] for e in examples]) for k in _ARRAY_FIELDS})
     out["sample_id"] = [e["sample_id"] for e in examples]
     out["dataset"] = [e["dataset"] for e in examples]
     return out
@@ -155,7 +163,7 @@ class _LoadBatch:
         examples = [
             load_sample(self.store, r, self.aug, self.seed, self.epoch, r["position"]) for r in batch.to_pylist()
         ]
-        out = {k: np.stack([e[k] for e in examples]) for k in ("rgb", "depth_c", "valid", "k_px_c", "f_px")}
+        out = {k: np.stack([e[k] for e in examples]) for k in _ARRAY_FIELDS}
         out["sample_id"] = np.array([e["sample_id"] for e in examples], dtype=object)
         out["dataset"] = np.array([e["dataset"] for e in examples], dtype=object)
         return out
@@ -209,9 +217,8 @@ def training_dataset(
 def iter_torch(ds, batch_size: int) -> Iterator[dict[str, Any]]:
     """Batches of a training_dataset as the same dicts of tensors the in-process path yields."""
     for b in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-        out: dict[str, Any] = {
-            k: torch.from_numpy(np.array(b[k], copy=True)) for k in ("rgb", "depth_c", "valid", "k_px_c", "f_px")
-        }
+        # Ray hands out read-only buffers; torch wants writable ones.
+        out: dict[str, Any] = _tensors({k: np.array(b[k], copy=True) for k in _ARRAY_FIELDS})
         out["sample_id"] = [str(s) for s in b["sample_id"]]
         out["dataset"] = [str(s) for s in b["dataset"]]
         yield out
