@@ -53,9 +53,10 @@ def _sizes(total: int) -> dict[str, int]:
     return dict(zip(SHARES, sizes.tolist()))
 
 
-def _hex_ids(rng: np.random.Generator, n: int) -> pa.Array:
-    raw = binascii.hexlify(rng.bytes(8 * n))
-    return pa.array(np.frombuffer(raw, dtype="S16")).cast(pa.string())
+def _hex_ids(rng: np.random.Generator, n: int, n_bytes: int = 8) -> pa.Array:
+    """n random hex strings of 2 * n_bytes characters (8 bytes: a sample id's digest; 16: a checksum)."""
+    raw = binascii.hexlify(rng.bytes(n_bytes * n))
+    return pa.array(np.frombuffer(raw, dtype=f"S{2 * n_bytes}")).cast(pa.string())
 
 
 def _part(rng: np.random.Generator, dataset: str, n: int, part: int) -> pa.Table:
@@ -91,7 +92,7 @@ def _part(rng: np.random.Generator, dataset: str, n: int, part: int) -> pa.Table
         "rgb_bytes": np.full(n, 500_000, np.int64),
         "depth_offset": np.zeros(n, np.int64),
         "depth_bytes": np.full(n, 100_000, np.int64),
-        "checksum": _hex_ids(rng, n),
+        "checksum": _hex_ids(rng, n, 16),  # XXH3-128 hex, as the writer stores it
     }
     return pa.table(cols, schema=CATALOG_COLUMNS)
 
