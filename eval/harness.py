@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from tqdm import tqdm
 
 from eval.metrics import ALIGN_MODES, aligned_metrics
 from eval.models import Loaded
@@ -88,7 +89,7 @@ def score(model: Loaded, store: Store, bench: Benchmark, keep: int = 0) -> tuple
     scores = Scores(model.name, bench.dataset, bench.split, model.zero_shot(bench.dataset))
     kept = []
     t0 = time.perf_counter()
-    for row in bench.rows:
+    for row in tqdm(bench.rows, desc=f"{model.name} / {bench.dataset}", unit="image", leave=False):
         sample = store.read_row(row)
         pred = model.model.infer(sample.rgb, sample.k_px)["depth_m"]
         mask = eval_mask(sample.depth_m, bench.protocol, sample.valid)
