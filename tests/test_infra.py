@@ -48,3 +48,23 @@ def test_bad_config_is_a_clear_error():
         load_config("tiny", ["crop_hw=256"])
     with pytest.raises(FileNotFoundError, match="tiny"):
         load_config("nope")
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        ("train.run", ["--config", "tiny", "--store", "x", "--set", "stepz=3"], "unknown config fields"),
+        ("train.run", ["--config", "tiny", "--store", "/nonexistent/store"], "is not a store"),
+        (
+            "eval.run",
+            ["--model", "/nonexistent.pt", "--store", "/nonexistent/store", "--benchmarks", "nyu"],
+            "is not a store",
+        ),
+    ],
+)
+def test_clis_fail_with_one_clear_line(module, args, message):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr

@@ -7,14 +7,13 @@ directory with artifacts beside it in `mlartifacts/`. The registry uses the same
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-
-from model.pyfunc import CHECKPOINT_ARTIFACT, SIGNATURE, DepthPyfunc
 
 
 def tracking_uri() -> str:
@@ -76,6 +75,11 @@ def _colour(depth: np.ndarray, hi: float) -> np.ndarray:
 
 def register_model(checkpoint_path: str, registered_name: str) -> tuple[str, str]:
     """Log the pyfunc model with its signature and register it; returns (version, model URI)."""
+    with warnings.catch_warnings():
+        # MLflow warns that a dict-of-arrays `predict` hint is no schema; the explicit SIGNATURE is the schema.
+        warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+        from model.pyfunc import CHECKPOINT_ARTIFACT, SIGNATURE, DepthPyfunc
+
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=DepthPyfunc(),
