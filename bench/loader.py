@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from bench.fixtures import KINDS, build, source_bytes  # noqa: E402
 from ingest.engine import ingest  # noqa: E402
-from pipelines.cstm import SPARSE_VALID_FRAC, apply, plan_transform  # noqa: E402
+from pipelines.cstm import SPARSE_VALID_FRAC, apply, plan_transform, warp_depth, warp_rgb  # noqa: E402
 from pipelines.loading import Augment, collate, load_sample  # noqa: E402
 from pipelines.sampling import augment_rng  # noqa: E402
 from store import open_store  # noqa: E402
@@ -99,8 +99,6 @@ def _breakdown(store, rows: list[dict], aug: Augment, n: int) -> dict[str, float
             (rng.random(), rng.random()),
             bool(rng.random() < 0.5),
         )
-        from pipelines.cstm import warp_depth, warp_rgb
-
         out = warp_rgb(rgb, plan)
         t2 = time.process_time()
         d = warp_depth(depth, plan, row["valid_frac"] < SPARSE_VALID_FRAC)

@@ -164,18 +164,28 @@ def positive_float(text: str) -> float:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.infer", description=__doc__.split("\n\n")[0])
+def photo_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The arguments every photo command shares: the photo, the model, the focal override."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("photo", help="a JPEG or PNG photo")
     parser.add_argument("--model", required=True, help="models:/name@alias, runs:/..., or a checkpoint path")
-    parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--f-px", type=positive_float, default=None, help="focal length in pixels (beats EXIF)")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def photo_or_usage_error(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[np.ndarray, float, str]:
+    """photo_and_focal for a CLI: an unreadable photo is a usage error with the message, not a traceback."""
     try:
-        rgb, f_px, source = photo_and_focal(args.photo, args.f_px)
-    except ValueError as e:  # an unreadable photo: usage and the message, not a traceback
+        return photo_and_focal(args.photo, args.f_px)
+    except ValueError as e:
         parser.error(str(e))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = photo_parser("python -m eval.infer", __doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="output folder (created)")
+    args = parser.parse_args(argv)
+    rgb, f_px, source = photo_or_usage_error(parser, args)
     t0 = time.perf_counter()
     model = load_model(args.model)
     extra = {"photo": args.photo, "model": args.model, "load_model_s": time.perf_counter() - t0}

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from eval.infer import centred_k_px, load_model, photo_and_focal, positive_float, predict
+from eval.infer import centred_k_px, load_model, photo_or_usage_error, photo_parser, predict
 
 
 def distance_m(points_m: np.ndarray, xy1: tuple[int, int], xy2: tuple[int, int]) -> float:
@@ -40,20 +40,16 @@ def pixel(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.measure", description=__doc__.split("\n\n")[0])
-    parser.add_argument("photo", help="a JPEG or PNG photo")
-    parser.add_argument("--model", required=True, help="models:/name@alias, runs:/..., or a checkpoint path")
+    parser = photo_parser("python -m eval.measure", __doc__.split("\n\n")[0])
     parser.add_argument("--from", dest="xy1", type=pixel, required=True, help="first pixel X,Y (column,row)")
     parser.add_argument("--to", dest="xy2", type=pixel, required=True, help="second pixel X,Y (column,row)")
-    parser.add_argument("--f-px", type=positive_float, default=None, help="focal length in pixels (beats EXIF)")
     args = parser.parse_args(argv)
-
-    try:
-        rgb, f_px, source = photo_and_focal(args.photo, args.f_px)
-    except ValueError as e:  # an unreadable photo: usage and the message, not a traceback
-        parser.error(str(e))
+    rgb, f_px, source = photo_or_usage_error(parser, args)
     _, points_m = predict(load_model(args.model), rgb, centred_k_px(rgb.shape[:2], f_px))
-    d = distance_m(points_m, args.xy1, args.xy2)
+    try:
+        d = distance_m(points_m, args.xy1, args.xy2)
+    except ValueError as e:  # a pixel outside the photo or without depth: say which, no traceback
+        parser.error(str(e))
     print(f"{d:.3f} m  ({args.xy1} -> {args.xy2}, f {f_px:.1f} px from {source})")
     return 0
 

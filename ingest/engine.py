@@ -138,8 +138,11 @@ def ingest(
     summary = Summary()
     todo = []
     present_ids: set[str] | None = None
+    committed: dict[str, set[str]] = {}  # one listing per dataset, not one per shard
     for spec in plan_shards(items, shard_size):
-        if spec.name in store.committed_shards(spec.dataset):
+        if spec.dataset not in committed:
+            committed[spec.dataset] = store.committed_shards(spec.dataset)
+        if spec.name in committed[spec.dataset]:
             summary.already_present += len(spec.items)
             continue
         if present_ids is None:
@@ -175,9 +178,12 @@ def _execute(todo: list[ShardSpec], args: tuple, rgb_codec: str, workers: int):
     init_ray(workers)
     task = ray.remote(num_cpus=1, max_retries=2)(run_shard)
     # Bounded in-flight tasks: the driver holds only a few shards' worth of results at a time.
-    pending, queue = [], list(todo)
-    while queue or pending:
-        while queue and len(pending) < 2 * workers:
-            pending.append(task.remote(*args, queue.pop(0), rgb_codec))
+    pending: list = []
+    queue = iter(todo)
+    while True:
+        while len(pending) < 2 * workers and (spec := next(queue, None)) is not None:
+            pending.append(task.remote(*args, spec, rgb_codec))
+        if not pending:
+            return
         done, pending = ray.wait(pending, num_returns=1)
         yield ray.get(done[0])

@@ -69,11 +69,17 @@ def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return out
 
 
-def collate(examples: list[dict]) -> dict[str, Any]:
-    out: dict[str, Any] = _tensors({k: np.stack([e[k] for e in examples]) for k in _ARRAY_FIELDS})
+def _stack(examples: list[dict]) -> dict[str, Any]:
+    """Per-sample fields -> batch fields: arrays stacked, ids and dataset names as lists."""
+    out: dict[str, Any] = {k: np.stack([e[k] for e in examples]) for k in _ARRAY_FIELDS}
     out["sample_id"] = [e["sample_id"] for e in examples]
     out["dataset"] = [e["dataset"] for e in examples]
     return out
+
+
+def collate(examples: list[dict]) -> dict[str, Any]:
+    batch = _stack(examples)
+    return {**batch, **_tensors(batch)}
 
 
 def training_rows(store: Store, split: str = "train", datasets: list[str] | None = None) -> pa.Table:
@@ -99,7 +105,7 @@ def catalog_digest(table: pa.Table) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything both paths need for one rank's epoch: rows, order, and where to start."""
+    """Everything both paths need for an epoch: the training rows, their order and the number of steps."""
 
     rows: pa.Table
     order: EpochOrder
@@ -163,10 +169,8 @@ class _LoadBatch:
         examples = [
             load_sample(self.store, r, self.aug, self.seed, self.epoch, r["position"]) for r in batch.to_pylist()
         ]
-        out = {k: np.stack([e[k] for e in examples]) for k in _ARRAY_FIELDS}
-        out["sample_id"] = np.array([e["sample_id"] for e in examples], dtype=object)
-        out["dataset"] = np.array([e["dataset"] for e in examples], dtype=object)
-        return out
+        out = _stack(examples)
+        return {**out, "sample_id": np.array(out["sample_id"], object), "dataset": np.array(out["dataset"], object)}
 
 
 def training_dataset(

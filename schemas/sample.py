@@ -87,10 +87,6 @@ class Sample:
     rgb_source: bytes | None = field(default=None, repr=False)
     rgb_format: str | None = None
 
-    @property
-    def f_px(self) -> float:
-        return (self.k_px[0] + self.k_px[1]) / 2.0
-
     def check(self) -> Sample:
         """Raise SampleError naming the field when the arrays break the contract; return self."""
         rgb, depth, valid = self.rgb, self.depth_m, self.valid

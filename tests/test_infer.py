@@ -193,3 +193,6 @@ def test_measure_cli_prints_metres(
     with pytest.raises(SystemExit):
         measure.main([str(jpg), "--model", "fake://plane", "--from", "100", "--to", "1,2"])
     assert "expected X,Y as two integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        measure.main([str(jpg), "--model", "fake://plane", "--from", "700,0", "--to", "1,2", "--f-px", "500"])
+    assert "pixel (700, 0) is outside the 600x400 image" in capsys.readouterr().err
