@@ -4,8 +4,11 @@ Examples:
   python -m ingest.run --list
   python -m ingest.run --dataset kitti --src /data/kitti --store /data/store --split val
   python -m ingest.run --dataset metric3d_json --src annotations.json --store s3://bucket/store
-A re-run skips the shards already committed and finishes the rest. Rejected inputs go to the store's
-quarantine table with the file and the reason; the summary counts them.
+A re-run skips the samples already committed and finishes the rest; two runs at once never commit a
+sample twice. Rows are committed to the store's Delta tables in batches (--commit-rows / --commit-seconds);
+each commit is a catalog version. Rejected inputs go to the quarantine table with the file and the reason;
+--retry-quarantined reads them again and commits those that now pass (their history stays). A storage
+fault (timeouts, throttling, resets) is retried, then stops the run with one line: it is never quarantined.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import sys
 
 from ingest.engine import DEFAULT_SHARD_SIZE, ingest
 from ingest.registry import all_adapters, get_adapter
+from ingest.source import SourceUnavailable
 from store import StoreError
+from store.commit import COMMIT_ROWS, COMMIT_SECONDS
+from store.table import TableIOError
 from store.codecs import RGB_POLICIES
 from store.fs import parse_storage_options
 
@@ -45,6 +51,23 @@ def _parser() -> argparse.ArgumentParser:
         choices=RGB_POLICIES,
         help="auto (default, chosen by measurement): keep JPEG bytes, PNG -> lossless delta+zstd when within "
         "1.1x its bytes; source: keep the file's bytes; dzstd; raw (zstd only)",
+    )
+    p.add_argument(
+        "--commit-rows",
+        type=int,
+        default=COMMIT_ROWS,
+        help=f"commit once this many rows are staged (default {COMMIT_ROWS}: few large catalog files)",
+    )
+    p.add_argument(
+        "--commit-seconds",
+        type=float,
+        default=COMMIT_SECONDS,
+        help=f"... or once the oldest staged row waited this long (default {COMMIT_SECONDS:g} s)",
+    )
+    p.add_argument(
+        "--retry-quarantined",
+        action="store_true",
+        help="read the quarantined items of the dataset again and commit those that now pass",
     )
     p.add_argument("--storage-options", help='JSON for fsspec/s3fs, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'')
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -75,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             rgb_codec=args.rgb_codec,
             storage_options=parse_storage_options(args.storage_options),
             progress=not args.quiet,
+            retry_quarantined=args.retry_quarantined,
+            commit_rows=args.commit_rows,
+            commit_seconds=args.commit_seconds,
         )
-    except (KeyError, FileNotFoundError, StoreError, ValueError) as exc:
+    except (KeyError, FileNotFoundError, StoreError, ValueError, SourceUnavailable, TableIOError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     for line in summary.lines():

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import posixpath
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 
 from store.fs import url_to_fs
+
+T = TypeVar("T")
+# Transient storage faults: tries and the first wait (doubling) before the run stops with one clear line.
+READ_TRIES = 5
+FIRST_WAIT_S = 0.2
+# Exceptions of these packages come from the storage client itself (connection resets, throttling, 5xx).
+_BACKEND_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "s3fs", "fsspec")
 
 
 class SourceError(ValueError):
@@ -18,6 +27,39 @@ class SourceError(ValueError):
         super().__init__(f"{file}: {reason}")
         self.file = file
         self.reason = reason
+
+
+class SourceUnavailable(OSError):
+    """The source's storage did not answer (timeouts, throttling, resets, permissions) after the retries:
+    a transient fault that stops the run; it is never quarantined, so a re-run reads the item again."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A storage fault rather than a fault of the input: worth retrying, never quarantined."""
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, SourceError)):
+        return False
+    if isinstance(exc, OSError):
+        return True
+    return type(exc).__module__.split(".")[0] in _BACKEND_MODULES
+
+
+def retry_io(what: str, fn: Callable[[], T], tries: int = READ_TRIES, first_wait_s: float = FIRST_WAIT_S) -> T:
+    """Call `fn`, retrying transient faults with exponential backoff; then SourceUnavailable naming `what`."""
+    wait = first_wait_s
+    for attempt in range(tries):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - classified right here
+            if not is_transient(exc):
+                raise
+            if attempt == tries - 1:
+                raise SourceUnavailable(
+                    f"{what}: {type(exc).__name__}: {exc} (still failing after {tries} tries; a storage fault, "
+                    "nothing was quarantined: re-run once the source answers)"
+                ) from exc
+            time.sleep(wait)
+            wait *= 2
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -48,18 +90,26 @@ class Source:
     def uri(self, rel: str) -> str:
         return f"{self.url.rstrip('/')}/{self.safe_rel(rel)}"
 
+    def label(self, rel: str) -> str:
+        """The file's URI for messages and quarantine rows; never raises, whatever the path."""
+        try:
+            return self.uri(rel)
+        except SourceError:
+            return f"{rel} (outside {self.url})"
+
     def exists(self, rel: str) -> bool:
         fs, root = self.fs_root
-        return fs.exists(f"{root}/{self.safe_rel(rel)}")
+        path = f"{root}/{self.safe_rel(rel)}"
+        return retry_io(self.label(rel), lambda: fs.exists(path))
 
     def read_bytes(self, rel: str) -> bytes:
         fs, root = self.fs_root
         path = f"{root}/{self.safe_rel(rel)}"
         try:
-            return fs.cat_file(path)
+            return retry_io(self.label(rel), lambda: fs.cat_file(path))
         except FileNotFoundError:
             raise SourceError(rel, "file not found") from None
-        except IsADirectoryError:
+        except (IsADirectoryError, NotADirectoryError):
             raise SourceError(rel, "is a folder, expected a file") from None
 
     def read_text(self, rel: str) -> str:
@@ -72,4 +122,4 @@ class Source:
         """Relative paths under the root matching `pattern`, sorted."""
         fs, root = self.fs_root
         n = len(root) + 1
-        return sorted(p[n:] for p in fs.glob(f"{root}/{pattern}"))
+        return sorted(p[n:] for p in retry_io(f"{self.url}/{pattern}", lambda: fs.glob(f"{root}/{pattern}")))

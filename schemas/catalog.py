@@ -43,6 +43,9 @@ CATALOG_COLUMNS = pa.schema(
         ("depth_offset", pa.int64()),
         ("depth_bytes", pa.int64()),
         ("checksum", pa.string()),
+        # The catalog's canonical order: (commit version << 32) + position in that commit. Assigned at the
+        # commit, kept by compaction, so a version reads its rows in the same order whatever its files.
+        ("row_key", pa.int64()),
     ]
 )
 
@@ -55,6 +58,8 @@ QUARANTINE_COLUMNS = pa.schema(
         ("file", pa.string()),
         ("reason", pa.string()),
         ("shard", pa.string()),
+        ("time", pa.timestamp("us", tz="UTC")),  # when this attempt failed: a retried item keeps its history
+        ("row_key", pa.int64()),
     ]
 )
 

@@ -1,12 +1,14 @@
 """Where things live under a store root, and the format version.
 
   store.json                                   {"format": FORMAT_NAME, "version": FORMAT_VERSION}
-  catalog/dataset=<name>/<shard>.parquet       one part per committed shard (written last: the commit)
-  quarantine/dataset=<name>/<shard>.parquet    rejected inputs of that shard (written just before)
+  catalog/                                     Delta table, partitioned by dataset: one row per sample
+  quarantine/                                  Delta table, partitioned by dataset: one row per rejected attempt
   arrays/<name>/<shard>-<attempt>.zarr/        Zarr v3 group: `rgb`, `depth` (one element per sample)
 
 A shard's arrays live under a fresh attempt suffix, so a killed or concurrent attempt never writes into
-the arrays a catalog part already points at; unreferenced attempts are garbage, invisible to readers.
+the arrays a catalog row already points at; unreferenced attempts are garbage, invisible to readers
+(`store.maintain --vacuum` removes them). Format 1 kept the catalog as one Parquet part per shard
+(catalog/dataset=<name>/<shard>.parquet, same for the quarantine); `store.migrate` turns it into format 2.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import re
 
 FORMAT_NAME = "metric-depth-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MIGRATABLE = (1,)  # older versions store.migrate turns into this one
 DATASET_NAME = re.compile(r"^[a-z0-9_]+$")
 
 
@@ -32,16 +35,8 @@ def catalog_dir(root: str) -> str:
     return f"{root}/catalog"
 
 
-def catalog_part(root: str, dataset: str, shard: str) -> str:
-    return f"{root}/catalog/dataset={dataset}/{shard}.parquet"
-
-
 def quarantine_dir(root: str) -> str:
     return f"{root}/quarantine"
-
-
-def quarantine_part(root: str, dataset: str, shard: str) -> str:
-    return f"{root}/quarantine/dataset={dataset}/{shard}.parquet"
 
 
 def arrays_group(root: str, dataset: str, located_shard: str) -> str:
@@ -54,5 +49,10 @@ def array_file(root: str, dataset: str, located_shard: str, array: str) -> str:
     return f"{arrays_group(root, dataset, located_shard)}/{array}/c/0"
 
 
-def shard_of_part(path: str) -> str:
-    return path.rsplit("/", 1)[-1].removesuffix(".parquet")
+def arrays_dir(root: str) -> str:
+    return f"{root}/arrays"
+
+
+def legacy_parts(root: str, table: str) -> str:
+    """Glob of a format-1 table's parts (`table`: catalog or quarantine)."""
+    return f"{root}/{table}/dataset=*/*.parquet"

@@ -1,26 +1,25 @@
-"""The one writer: a shard of canonical samples -> Zarr arrays, then the quarantine part, then the catalog part.
+"""The one writer: a shard of canonical samples -> Zarr arrays + its catalog and quarantine rows (staged).
 
-Commit protocol: arrays first (under a fresh attempt path), the catalog part last, atomically. A shard is
-visible only through its catalog part, so a crash at any moment leaves either the whole shard or nothing.
+Commit protocol: a shard's arrays are written first, under a fresh attempt path; its rows become visible
+only when store.commit.Committer commits them to the Delta tables (many shards per transaction). A crash
+at any moment leaves whole committed shards, plus arrays no row points at (garbage for store.maintain).
 """
 
 from __future__ import annotations
 
-import io
 import uuid
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import zarr
 
 from schemas.catalog import CATALOG_COLUMNS, QUARANTINE_COLUMNS, validate_catalog
 from schemas.sample import Sample, depth_stats
 from store import layout
 from store.codecs import checksum, encode_depth, encode_rgb
-from store.fs import atomic_write
 from store.store import Store
 
 
@@ -73,10 +72,31 @@ def payload_offsets(store: Store, path: str, lengths: list[int]) -> list[int]:
     return (index[:, 0] + _VLEN_HEADER).astype(np.int64).tolist()
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue()
+@dataclass(frozen=True)
+class Staged:
+    """A shard whose arrays are written: its catalog rows and quarantine rows, not yet committed."""
+
+    catalog: pa.Table
+    quarantine: pa.Table
+
+
+def quarantine_rows(dataset: str, shard: str, rejected: list[Rejected]) -> pa.Table:
+    """Quarantine rows of rejected inputs, stamped with the time of this attempt."""
+    now = datetime.now(UTC)
+    return pa.table(
+        {
+            "dataset": [dataset] * len(rejected),
+            "split": [r.split for r in rejected],
+            "item": [r.item for r in rejected],
+            "sample_id": [r.sample_id for r in rejected],
+            "file": [r.file for r in rejected],
+            "reason": [r.reason for r in rejected],
+            "shard": [shard] * len(rejected),
+            "time": [now] * len(rejected),
+            "row_key": [0] * len(rejected),  # set by the commit
+        },
+        schema=QUARANTINE_COLUMNS,
+    )
 
 
 def write_shard(
@@ -87,7 +107,26 @@ def write_shard(
     rejected: list[Rejected],
     rgb_codec: str = "auto",
 ) -> pa.Table:
-    """Write and commit one shard; returns its catalog part. Samples must already pass Sample.check()."""
+    """Write one shard and commit it at once (one transaction); returns its catalog rows. Ingest stages
+    shards with `stage_shard` and batches their commits instead."""
+    from store.commit import Committer
+
+    staged = stage_shard(store, dataset, shard, samples, rejected, rgb_codec)
+    committer = Committer(store, operation="write_shard")
+    committer.add(staged.catalog, staged.quarantine)
+    committer.close()
+    return staged.catalog
+
+
+def stage_shard(
+    store: Store,
+    dataset: str,
+    shard: str,
+    samples: list[Sample],
+    rejected: list[Rejected],
+    rgb_codec: str = "auto",
+) -> Staged:
+    """Write one shard's arrays; return its rows for a Committer. Samples must already pass Sample.check()."""
     layout.check_dataset_name(dataset)
     attempt = uuid.uuid4().hex[:12]
     group_path = layout.arrays_group(store.root, dataset, f"{shard}-{attempt}")
@@ -125,32 +164,17 @@ def write_shard(
             "rgb_bytes": len(rgb.data),
             "depth_bytes": len(depth.data),
             "checksum": checksum(rgb.data, depth.data),
+            "row_key": 0,  # set by the commit
         }
         for k, v in row.items():
             rows[k].append(v)
-    group = zarr.open_group(store.zarr_store(group_path), mode="w")
-    _write_bytes_array(group, "rgb", rgb_blobs)
-    _write_bytes_array(group, "depth", depth_blobs)
+    if samples:  # a shard whose every input was rejected has no arrays
+        group = zarr.open_group(store.zarr_store(group_path), mode="w")
+        _write_bytes_array(group, "rgb", rgb_blobs)
+        _write_bytes_array(group, "depth", depth_blobs)
     for name, blobs in (("rgb", rgb_blobs), ("depth", depth_blobs)):
         path = layout.array_file(store.root, dataset, f"{shard}-{attempt}", name)
         rows[f"{name}_offset"] = payload_offsets(store, path, [len(b) for b in blobs])
     table = pa.table(rows, schema=CATALOG_COLUMNS)
     validate_catalog(table)
-
-    if rejected:
-        q = pa.table(
-            {
-                "dataset": [dataset] * len(rejected),
-                "split": [r.split for r in rejected],
-                "item": [r.item for r in rejected],
-                "sample_id": [r.sample_id for r in rejected],
-                "file": [r.file for r in rejected],
-                "reason": [r.reason for r in rejected],
-                "shard": [shard] * len(rejected),
-            },
-            schema=QUARANTINE_COLUMNS,
-        )
-        atomic_write(store.fs, layout.quarantine_part(store.root, dataset, shard), _parquet_bytes(q))
-    # The commit: from here on the shard is visible, whole.
-    atomic_write(store.fs, layout.catalog_part(store.root, dataset, shard), _parquet_bytes(table))
-    return table
+    return Staged(table, quarantine_rows(dataset, shard, rejected))

@@ -1,4 +1,8 @@
-"""kill -9 an ingest at several moments, re-run it each time: exact count, no duplicates, nothing half-written."""
+"""kill -9 an ingest at several moments, re-run it each time: exact count, no duplicates, nothing half-written.
+
+Commits are batched (2 shards of 2 samples per commit here), so a kill can land with shards' arrays written
+but not committed, inside a commit, or in start-up; every table version must stay whole.
+"""
 
 import os
 import signal
@@ -14,6 +18,7 @@ from store import open_store
 
 N_FRAMES = 48
 SHARD = 2
+COMMIT_ROWS = 4
 
 
 def _start(src: Path, store: Path, workers: int) -> subprocess.Popen:
@@ -29,6 +34,8 @@ def _start(src: Path, store: Path, workers: int) -> subprocess.Popen:
         str(store),
         "--shard-size",
         str(SHARD),
+        "--commit-rows",
+        str(COMMIT_ROWS),
         "--workers",
         str(workers),
         "--quiet",
@@ -37,18 +44,27 @@ def _start(src: Path, store: Path, workers: int) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _parts(store: Path) -> int:
-    return len(list((store / "catalog").rglob("*.parquet"))) if (store / "catalog").exists() else 0
+def _arrays_written(store: Path) -> int:
+    """Shards whose arrays exist (committed or not): the ingest's progress, ahead of its commits."""
+    return len(list((store / "arrays").glob("*/*.zarr"))) if (store / "arrays").exists() else 0
+
+
+def _versions(store: Path) -> list[int]:
+    log = store / "catalog" / "_delta_log"
+    return sorted(int(p.stem) for p in log.glob("*.json")) if log.exists() else []
 
 
 def _audit(store: Path) -> int:
     if not (store / "store.json").exists():
         return 0  # killed before the store was created
-    s = open_store(str(store))
-    n = s.audit(checksums=True)  # raises on duplicate ids, a checksum mismatch or missing arrays
-    for row in s.catalog().to_pylist():
-        s.read_row(row)  # and every sample decodes
-    return n
+    latest = open_store(str(store))
+    for version in _versions(store):  # every version ever committed is whole, not only the last
+        s = latest.at_version(version)
+        s.audit(checksums=True)  # raises on duplicate ids, a checksum mismatch or missing arrays
+        for row in s.catalog().to_pylist():
+            s.read_row(row)  # and every sample decodes
+        assert s.catalog().num_rows % COMMIT_ROWS == 0 or version == _versions(store)[-1]
+    return latest.catalog().num_rows
 
 
 @pytest.mark.slow
@@ -57,15 +73,16 @@ def test_kill_dash_nine_at_five_moments(tmp_path: Path):
     cams = (Camera("a", 120.0, 96, 64, "kitti", "train"), Camera("b", 240.0, 96, 64, "kitti", "train"))
     generate(str(tmp_path / "src"), scenes_per_camera=N_FRAMES // 2, cameras=cams)
     src, store = tmp_path / "src" / "kitti", tmp_path / "store"
-    # (workers, kill once this many shards are committed, extra delay): in-process runs die inside a
-    # shard write; Ray runs die during start-up or with tasks in flight.
-    moments = [(0, 0, 0.0), (0, 2, 0.013), (2, 0, 1.5), (0, 6, 0.031), (2, 8, 0.0), (0, 12, 0.007)]
+    # (workers, kill once this many more shards' arrays are written, extra delay): in-process runs die
+    # inside a shard write, with one shard staged and not committed, or inside a commit; Ray runs die
+    # during start-up or with tasks in flight.
+    moments = [(0, 0, 0.0), (0, 1, 0.0), (2, 0, 1.5), (0, 2, 0.004), (2, 3, 0.0), (0, 3, 0.02)]
     killed, counts = 0, []
     for workers, after, delay in moments:
         proc = _start(src, store, workers)
-        deadline = time.time() + 120
-        while _parts(store) < after and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.005)
+        deadline, start = time.time() + 120, _arrays_written(store)
+        while _arrays_written(store) < start + after and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.002)
         time.sleep(delay)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -90,7 +90,7 @@ def test_flipped_byte_is_reported_not_returned(tmp_path: Path):
 def test_other_format_version_is_refused_naming_both(tmp_path: Path):
     open_store(str(tmp_path), create=True)
     (tmp_path / "store.json").write_text(json.dumps({"format": "metric-depth-store", "version": 99}))
-    with pytest.raises(StoreError, match="version 99.*version 1"):
+    with pytest.raises(StoreError, match="version 99.*version 2"):
         open_store(str(tmp_path))
 
 

@@ -1,0 +1,181 @@
+"""The catalog and the quarantine as Delta Lake tables: settings, creation, snapshot reads, conditional commits.
+
+Everything that knows delta-rs lives here. A commit lands on exactly the version after the one its writer
+checked (`max_commit_retries=0`): when another writer got there first, the commit fails, the writer catches
+up on what that writer added and checks again. That is how "no sample id twice in any version" holds with
+no lock service, locally and on S3 (delta-rs commits there with conditional writes).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+# row_key = (commit version << 32) + position in that commit: the canonical order of a version's rows.
+ROW_KEY_SHIFT = 32
+PARTITION = "dataset"
+
+
+class TableIOError(OSError):
+    """The table's storage did not answer after the retries: a transient fault, never quarantined."""
+
+
+def delta_options(url: str, storage_options: dict[str, Any]) -> dict[str, str]:
+    """delta-rs settings from the store's fsspec/s3fs options and the environment (endpoint, region, keys when
+    given explicitly; otherwise delta-rs takes credentials from the node's own chain)."""
+    if not url.startswith("s3://"):
+        return {}
+    client = storage_options.get("client_kwargs") or {}
+    endpoint = (
+        storage_options.get("endpoint_url")
+        or client.get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    region = client.get("region_name") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    out = {"AWS_REGION": region or "us-east-1"}
+    if endpoint:
+        out["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            out["AWS_ALLOW_HTTP"] = "true"
+    for key, name in (("key", "AWS_ACCESS_KEY_ID"), ("secret", "AWS_SECRET_ACCESS_KEY"), ("token", "AWS_SESSION_TOKEN")):
+        if storage_options.get(key):
+            out[name] = str(storage_options[key])
+    return out
+
+
+def arrow_filesystem(url: str, options: dict[str, str]) -> pafs.FileSystem:
+    """A pyarrow filesystem for reading the table's Parquet files with Arrow's own threaded readers."""
+    if not url.startswith("s3://"):
+        return pafs.LocalFileSystem()
+    endpoint = options.get("AWS_ENDPOINT_URL")
+    kwargs: dict[str, Any] = {"region": options["AWS_REGION"]}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs |= {"endpoint_override": host, "scheme": scheme}
+    if "AWS_ACCESS_KEY_ID" in options:
+        kwargs |= {
+            "access_key": options["AWS_ACCESS_KEY_ID"],
+            "secret_key": options.get("AWS_SECRET_ACCESS_KEY"),
+            "session_token": options.get("AWS_SESSION_TOKEN"),
+        }
+    return pafs.S3FileSystem(**kwargs)
+
+
+def _retrying(what: str, fn: Callable[[], Any], attempts: int = 6, first_wait_s: float = 0.2) -> Any:
+    """Transient storage faults (timeouts, throttling, resets: OSError and delta-rs's I/O errors) are retried
+    with exponential backoff; then one clear error naming what failed."""
+    from deltalake.exceptions import DeltaError
+
+    wait = first_wait_s
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except (TableNotFoundError, CommitFailedError):
+            raise
+        except (OSError, DeltaError) as exc:
+            if attempt == attempts - 1:
+                raise TableIOError(f"{what}: storage did not answer after {attempts} tries: {exc}") from exc
+            time.sleep(wait)
+            wait *= 2
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class DeltaRef:
+    """Where one table lives (URI + delta-rs options) and how to read its Parquet files."""
+
+    uri: str
+    options: dict[str, str]
+    filesystem: pafs.FileSystem
+
+    def create(self, schema: pa.Schema) -> DeltaTable:
+        """Create the empty table (version 0) unless it exists; two creators at once both end up with it."""
+        try:
+            return DeltaTable.create(
+                self.uri, schema, partition_by=[PARTITION], mode="ignore", storage_options=self.options
+            )
+        except CommitFailedError:
+            return self.open()
+
+    def open(self, version: int | None = None) -> DeltaTable:
+        """The table at `version` (latest when None)."""
+        return _retrying(
+            f"open {self.uri}", lambda: DeltaTable(self.uri, version=version, storage_options=self.options)
+        )
+
+    def exists(self) -> bool:
+        return _retrying(f"look up {self.uri}", lambda: DeltaTable.is_deltatable(self.uri, self.options))
+
+    def _path(self, relative: str) -> str:
+        base = self.uri.removeprefix("s3://").removeprefix("file://").rstrip("/")
+        return f"{base}/{relative}"
+
+    def read(self, dt: DeltaTable, schema: pa.Schema, columns: list[str] | None, dictionary: tuple[str, ...]) -> pa.Table:
+        """Every row of the snapshot `dt`, in row_key order: Arrow reads the files in parallel; files come
+        in order of their first row_key so that the sort is skipped when they do not overlap (the usual case:
+        one file per commit per dataset)."""
+        adds = pa.table(dt.get_add_actions(flatten=True))
+        wanted = list(columns) if columns else schema.names
+        read_cols = [c for c in dict.fromkeys([*wanted, "row_key"]) if c != PARTITION]
+        if adds.num_rows == 0:
+            return schema.empty_table().select(wanted)
+        adds = adds.sort_by([("min.row_key", "ascending"), ("path", "ascending")])
+        paths = [self._path(p) for p in adds["path"].to_pylist()]
+        file_schema = pa.schema([schema.field(c) for c in schema.names if c != PARTITION])
+        fmt = pads.ParquetFileFormat(
+            read_options=pads.ParquetReadOptions(dictionary_columns=[c for c in dictionary if c != PARTITION])
+        )
+        ds = pads.dataset(paths, schema=file_schema, format=fmt, filesystem=self.filesystem)
+        # One fragment per file, in the order above: to_batches keeps fragment order with threads on.
+        table = _retrying(f"read {self.uri}", lambda: ds.to_table(columns=read_cols, use_threads=True))
+        counts = adds["num_records"].to_numpy()
+        if PARTITION in wanted:
+            names = adds[f"partition.{PARTITION}"].combine_chunks()
+            codes = pa.array(_repeat_codes(counts), pa.int32())
+            dictionary_array = pc.dictionary_encode(names)
+            column = pa.DictionaryArray.from_arrays(pc.take(dictionary_array.indices, codes), dictionary_array.dictionary)
+            table = table.append_column(PARTITION, column if PARTITION in dictionary else column.cast(pa.string()))
+        keys = table["row_key"].combine_chunks().to_numpy()
+        if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
+            table = table.take(pc.sort_indices(table["row_key"]))
+        return table.select(wanted)
+
+    def append(self, dt: DeltaTable, rows: pa.Table, metadata: dict[str, str]) -> int:
+        """Commit `rows` on exactly the version after `dt`'s (CommitFailedError when another writer got there
+        first); row_key is set here. Returns the new version."""
+        version = dt.version() + 1
+        keys = pa.array([(version << ROW_KEY_SHIFT) + i for i in range(rows.num_rows)], pa.int64())
+        rows = rows.set_column(rows.schema.get_field_index("row_key"), "row_key", keys)
+        props = CommitProperties(max_commit_retries=0, custom_metadata=metadata)
+        write_deltalake(dt, rows, mode="append", commit_properties=props)
+        return version
+
+
+def _repeat_codes(counts: Any) -> Any:
+    import numpy as np
+
+    return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+
+
+def rows_added_since(ref: DeltaRef, old: DeltaTable, new: DeltaTable, dataset: str, column: str) -> pa.Array:
+    """`column` of the rows in files that `new` has and `old` has not, for one dataset: what other writers
+    committed in between (a compaction's rewritten files come back too, which only repeats known values)."""
+    before = set(pa.table(old.get_add_actions(flatten=True))["path"].to_pylist())
+    adds = pa.table(new.get_add_actions(flatten=True))
+    mask = pc.equal(adds[f"partition.{PARTITION}"], dataset)
+    paths = [ref._path(p) for p in adds.filter(mask)["path"].to_pylist() if p not in before]
+    if not paths:
+        return pa.array([], pa.string())
+    ds = pads.dataset(paths, format="parquet", filesystem=ref.filesystem)
+    return _retrying(f"read {ref.uri}", lambda: ds.to_table(columns=[column]))[column].combine_chunks()
