@@ -238,5 +238,7 @@ def _execute(todo: list[ShardSpec], args: tuple, rgb_codec: str, workers: int) -
         try:
             result = ray.get(done[0])
         except ray.exceptions.RayTaskError as exc:
-            raise exc.cause if isinstance(exc.cause, SourceUnavailable) else exc
+            if isinstance(exc.cause, SourceUnavailable):
+                raise exc.cause from None  # one clear line for the CLI, not the remote traceback
+            raise
         yield result

@@ -21,10 +21,10 @@ from ingest.engine import DEFAULT_SHARD_SIZE, ingest
 from ingest.registry import all_adapters, get_adapter
 from ingest.source import SourceUnavailable
 from store import StoreError
-from store.commit import COMMIT_ROWS, COMMIT_SECONDS
-from store.table import TableIOError
 from store.codecs import RGB_POLICIES
+from store.commit import COMMIT_ROWS, COMMIT_SECONDS
 from store.fs import parse_storage_options
+from store.table import TableIOError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -124,8 +124,15 @@ def save_checkpoint(path: str, model: DepthNet, extra: dict | None = None) -> No
     torch.save({"model_config": asdict(model.config), "model": model.state_dict(), **(extra or {})}, path)
 
 
-def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[DepthNet, dict]:
+def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
+    """Any of our checkpoints -> (network in eval mode, the saved dict); imported Metric3D v1 ones by their `arch`."""
     state = torch.load(path, map_location=map_location, weights_only=False)
+    if "arch" in state:  # only imported networks carry one; DepthNet checkpoints predate the field
+        from model.metric3d_v1 import ARCH, from_checkpoint_state  # lazily: that module imports this one
+
+        if state["arch"] != ARCH:
+            raise ValueError(f"{path}: unknown network arch {state['arch']!r}; known: DepthNet (no arch), {ARCH}")
+        return from_checkpoint_state(state), state
     cfg = dict(state["model_config"])
     cfg["infer_hw"] = tuple(cfg["infer_hw"])
     cfg["pretrained_path"] = None  # the checkpoint holds the trained weights already

@@ -209,6 +209,7 @@ class Store:
             table = self.catalog()
             self._rows = (self.version, {row["sample_id"]: row for row in table.to_pylist()})
         return self._rows[1]
+
     # -- samples -------------------------------------------------------------------------------------
     def _open_arrays(self, dataset: str, shard: str) -> tuple[zarr.Array, zarr.Array]:
         key = f"{dataset}/{shard}"

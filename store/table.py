@@ -48,7 +48,11 @@ def delta_options(url: str, storage_options: dict[str, Any]) -> dict[str, str]:
         out["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):
             out["AWS_ALLOW_HTTP"] = "true"
-    for key, name in (("key", "AWS_ACCESS_KEY_ID"), ("secret", "AWS_SECRET_ACCESS_KEY"), ("token", "AWS_SESSION_TOKEN")):
+    for key, name in (
+        ("key", "AWS_ACCESS_KEY_ID"),
+        ("secret", "AWS_SECRET_ACCESS_KEY"),
+        ("token", "AWS_SESSION_TOKEN"),
+    ):
         if storage_options.get(key):
             out[name] = str(storage_options[key])
     return out
@@ -121,7 +125,9 @@ class DeltaRef:
         base = self.uri.removeprefix("s3://").removeprefix("file://").rstrip("/")
         return f"{base}/{relative}"
 
-    def read(self, dt: DeltaTable, schema: pa.Schema, columns: list[str] | None, dictionary: tuple[str, ...]) -> pa.Table:
+    def read(
+        self, dt: DeltaTable, schema: pa.Schema, columns: list[str] | None, dictionary: tuple[str, ...]
+    ) -> pa.Table:
         """Every row of the snapshot `dt`, in row_key order: Arrow reads the files in parallel; files come
         in order of their first row_key so that the sort is skipped when they do not overlap (the usual case:
         one file per commit per dataset)."""
@@ -144,7 +150,9 @@ class DeltaRef:
             names = adds[f"partition.{PARTITION}"].combine_chunks()
             codes = pa.array(_repeat_codes(counts), pa.int32())
             dictionary_array = pc.dictionary_encode(names)
-            column = pa.DictionaryArray.from_arrays(pc.take(dictionary_array.indices, codes), dictionary_array.dictionary)
+            column = pa.DictionaryArray.from_arrays(
+                pc.take(dictionary_array.indices, codes), dictionary_array.dictionary
+            )
             table = table.append_column(PARTITION, column if PARTITION in dictionary else column.cast(pa.string()))
         keys = table["row_key"].combine_chunks().to_numpy()
         if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
