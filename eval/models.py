@@ -3,6 +3,7 @@
     load_depth_model("models:/metric-depth@latest")   # registry (alias or version)
     load_depth_model("runs:/<run_id>/model")            # a run's logged model
     load_depth_model("/path/checkpoint.pt")             # a checkpoint file
+    load_depth_model("metric3d_v1:/path/official.pth")  # an official Metric3D v1 release file (lineage unknown)
 Each comes with the datasets its training saw (from the run's lineage in MLflow, or the checkpoint's
 copy of it), so reports can say zero-shot or in-domain without anyone typing it.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -48,8 +49,25 @@ def _run_of(uri: str) -> str | None:
     return client.get_model_version(name, version).run_id
 
 
+METRIC3D_V1_SCHEME = "metric3d_v1:"
+
+
+def _official_metric3d_v1(uri: str) -> Loaded:
+    """An official Metric3D v1 checkpoint, its variant told from its widths; its training sets are not recorded."""
+    from model.metric3d_v1 import official_model, read_official_state, variant_of
+
+    path = uri.removeprefix(METRIC3D_V1_SCHEME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--model {uri}: no such official Metric3D v1 checkpoint file")
+    state = read_official_state(path)
+    model = official_model(state, variant_of(state))
+    return Loaded(uri, model, None, None, {"model_config": asdict(model.config)})
+
+
 def load_depth_model(uri: str) -> Loaded:
-    """A registered model, a run's model or a checkpoint path -> a scorable model with its lineage."""
+    """A registered model, a run's model, a checkpoint path or metric3d_v1:PATH -> a scorable model with its lineage."""
+    if uri.startswith(METRIC3D_V1_SCHEME):
+        return _official_metric3d_v1(uri)
     if uri.startswith(("models:/", "runs:/")):
         import mlflow
 

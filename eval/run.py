@@ -36,11 +36,14 @@ def evaluate(
     dump: bool = False,
     storage_options: dict | None = None,
     keep: int = 3,
+    store_version: int | None = None,
 ) -> list[dict[str, Any]]:
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise KeyError(f"unknown baselines {unknown}; valid: {', '.join(BASELINES)}")
-    store = open_store(store_url, storage_options)
+    # Pinned for the whole evaluation (latest when not given): the report names the version it scored, and
+    # re-running with --store-version gives the same rows, hence the same numbers.
+    store = open_store(store_url, storage_options).at_version(store_version)
     benches = [resolve_benchmark(store, b, limit) for b in benchmarks]
     models = [load_depth_model(u) for u in model_uris]
     entries: list[tuple[Loaded, bool]] = [(m, False) for m in models]
@@ -60,6 +63,7 @@ def evaluate(
                 kept[f"{loaded.name} / {bench.dataset}"] = samples
     meta = {
         "store": store_url,
+        "store_version": store.version,
         "benchmarks": {
             b.dataset: {"split": b.split, "protocol": b.protocol.name, "n_rows": len(b.rows)} for b in benches
         },
@@ -109,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baselines", default="", help=f"comma list of {', '.join(BASELINES)}")
     parser.add_argument("--limit", type=int, help="score at most N samples per benchmark")
     parser.add_argument("--dump", action="store_true", help="per-sample metrics in report.json")
+    parser.add_argument(
+        "--store-version",
+        type=int,
+        help="catalog version to score (default: the latest; the report records the one it used)",
+    )
     parser.add_argument("--storage-options", help="JSON for fsspec/s3fs")
     args = parser.parse_args(argv)
     try:
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             args.limit,
             args.dump,
             parse_storage_options(args.storage_options),
+            store_version=args.store_version,
         )
     except (KeyError, FileNotFoundError, ValueError, StoreError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)

@@ -83,7 +83,7 @@ def collate(examples: list[dict]) -> dict[str, Any]:
 
 
 def training_rows(store: Store, split: str = "train", datasets: list[str] | None = None) -> pa.Table:
-    """The rows training draws from, in the catalog's deterministic order (parts sorted by path)."""
+    """The rows training draws from, in the catalog version's fixed order (row_key)."""
     table = store.catalog(columns=READ_COLUMNS)
     mask = pc.equal(table["split"], split)
     if datasets:
@@ -159,10 +159,12 @@ def training_batches(
 class _LoadBatch:
     """Ray Data map_batches worker: keeps its store (and open shard arrays) across batches."""
 
-    def __init__(self, store_url: str, storage_options: dict, aug: Augment, seed: int, epoch: int) -> None:
+    def __init__(
+        self, store_url: str, store_version: int, storage_options: dict, aug: Augment, seed: int, epoch: int
+    ) -> None:
         from store import open_store
 
-        self.store = open_store(store_url, storage_options)
+        self.store = open_store(store_url, storage_options, version=store_version)  # the version planned on
         self.aug, self.seed, self.epoch = aug, seed, epoch
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
@@ -206,6 +208,7 @@ def training_dataset(
         _LoadBatch,
         fn_constructor_kwargs={
             "store_url": store.url,
+            "store_version": store.version,
             "storage_options": store.storage_options,
             "aug": aug,
             "seed": seed,

@@ -77,17 +77,15 @@ def arrow_filesystem(url: str, options: dict[str, str]) -> pafs.FileSystem:
 
 
 def _retrying(what: str, fn: Callable[[], Any], attempts: int = 6, first_wait_s: float = 0.2) -> Any:
-    """Transient storage faults (timeouts, throttling, resets: OSError and delta-rs's I/O errors) are retried
-    with exponential backoff; then one clear error naming what failed."""
-    from deltalake.exceptions import DeltaError
-
+    """Transient storage faults (timeouts, throttling, resets: delta-rs raises its object-store errors as
+    OSError) are retried with exponential backoff; then one clear error naming what failed."""
     wait = first_wait_s
     for attempt in range(attempts):
         try:
             return fn()
         except (TableNotFoundError, CommitFailedError):
             raise
-        except (OSError, DeltaError) as exc:
+        except OSError as exc:
             if attempt == attempts - 1:
                 raise TableIOError(f"{what}: storage did not answer after {attempts} tries: {exc}") from exc
             time.sleep(wait)

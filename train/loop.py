@@ -77,7 +77,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, digest = state["step"], state["samples_digest"]
-    store = open_store(loop_config["store_url"], loop_config["storage_options"])
+    store = open_store(loop_config["store_url"], loop_config["storage_options"], version=loop_config["store_version"])
     steps_per_epoch = plan_epoch(store, cfg.mix(), cfg.seed, 0, cfg.batch_size).steps
     tracker = _Tracker(loop_config, rank)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.use_gpu and cfg.bf16)

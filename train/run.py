@@ -36,9 +36,14 @@ def _absolute(path: str) -> str:
 
 
 def train(
-    cfg: TrainConfig, store_url: str, storage_options: dict[str, Any] | None = None, run_name: str | None = None
+    cfg: TrainConfig,
+    store_url: str,
+    storage_options: dict[str, Any] | None = None,
+    run_name: str | None = None,
+    store_version: int | None = None,
 ) -> dict[str, Any]:
-    """Fit, log and register. Returns run id, registered version, URI, final metrics, checkpoint path."""
+    """Fit, log and register. Returns run id, registered version, URI, final metrics, checkpoint path and
+    the catalog version the run read (the latest at start unless `store_version` pins another)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -48,17 +53,20 @@ def train(
     check_mode(cfg.cstm)
     get_model_config(cfg.model_name)  # fail before starting anything on an unknown name
     store_url = _absolute(store_url)
-    store = open_store(store_url, storage_options)
+    # The run pins the catalog version it starts on: every rank and loader actor (and every restart after a
+    # failure) reads exactly these rows, whatever an ingest commits meanwhile.
+    store = open_store(store_url, storage_options).at_version(store_version)
     plan = plan_epoch(store, cfg.mix(), cfg.seed, 0, cfg.batch_size)
     sizes = {d: int(n) for d, n in zip(*np.unique(np.asarray(plan.rows["dataset"].to_pylist()), return_counts=True))}
     with tracking.start_run(cfg.experiment, run_name) as run:
         tracking.log_config(cfg.to_dict())
-        tracking.log_lineage(store_url, catalog_digest(plan.rows), plan.order.lineage(), sizes)
+        tracking.log_lineage(store_url, store.version, catalog_digest(plan.rows), plan.order.lineage(), sizes)
         name = f"{cfg.experiment}-{run.info.run_id[:8]}"
         storage = _absolute(cfg.storage_path)
         loop_config = {
             "train": cfg.to_dict(),
             "store_url": store_url,
+            "store_version": store.version,
             "storage_options": store.storage_options,
             "mlflow_run_id": run.info.run_id,
             "mlflow_tracking_uri": tracking.tracking_uri(),
@@ -97,6 +105,7 @@ def train(
             "model_uri": uri,
             "metrics": metrics,
             "samples_digest": result.metrics.get("samples_digest"),
+            "store_version": store.version,
             "checkpoint": checkpoint_path,
         }
 
@@ -124,11 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", required=True, help="store URL (local path or s3://...)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     parser.add_argument("--run-name", help="MLflow run name")
+    parser.add_argument(
+        "--store-version", type=int, help="catalog version to train on (default: the latest when the run starts)"
+    )
     parser.add_argument("--storage-options", help='JSON for fsspec/s3fs, e.g. \'{"endpoint_url": "..."}\'')
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.set)
-        out = train(cfg, args.store, parse_storage_options(args.storage_options), args.run_name)
+        out = train(cfg, args.store, parse_storage_options(args.storage_options), args.run_name, args.store_version)
     except (KeyError, FileNotFoundError, ValueError, StoreError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2

@@ -38,11 +38,13 @@ def log_config(config: dict[str, Any], prefix: str = "") -> None:
     mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
 
 
-def log_lineage(store_url: str, digest: str, mix: dict[str, Any], sizes: dict[str, int]) -> None:
-    """The data a run trained on: the store, the catalog digest, per-dataset rows, and the epoch's mix record
-    (samples drawn per dataset and weights; every epoch draws the same counts, from fresh permutations)."""
+def log_lineage(store_url: str, store_version: int, digest: str, mix: dict[str, Any], sizes: dict[str, int]) -> None:
+    """The data a run trained on: the store and its pinned catalog version (re-readable with
+    `open_store(url, version=N)`), the digest of the rows drawn from, per-dataset rows, and the epoch's mix
+    record (samples drawn per dataset and weights; every epoch draws the same counts, fresh permutations)."""
     counts, weights = mix["counts"], mix["weights"]
-    mlflow.log_dict({"store": store_url, "catalog_digest": digest, "catalog_rows": sizes, **mix}, "lineage/mix.json")
+    record = {"store": store_url, "store_version": store_version, "catalog_digest": digest, "catalog_rows": sizes}
+    mlflow.log_dict({**record, **mix}, "lineage/mix.json")
     table = pd.DataFrame(
         {
             "dataset": list(counts),
@@ -51,9 +53,17 @@ def log_lineage(store_url: str, digest: str, mix: dict[str, Any], sizes: dict[st
             "weight": [weights[d] for d in counts],
         }
     )
-    dataset = mlflow.data.from_pandas(table, source=store_url, name=f"catalog-{digest}")
-    mlflow.log_input(dataset, context="training", tags={"catalog_digest": digest, "datasets": ",".join(counts)})
-    mlflow.set_tags({"store_uri": store_url, "catalog_digest": digest, "train_datasets": ",".join(sorted(counts))})
+    dataset = mlflow.data.from_pandas(table, source=store_url, name=f"catalog-v{store_version}-{digest}")
+    tags = {"catalog_digest": digest, "store_version": str(store_version), "datasets": ",".join(counts)}
+    mlflow.log_input(dataset, context="training", tags=tags)
+    mlflow.set_tags(
+        {
+            "store_uri": store_url,
+            "store_version": str(store_version),
+            "catalog_digest": digest,
+            "train_datasets": ",".join(sorted(counts)),
+        }
+    )
 
 
 def log_preview(name: str, rgb: np.ndarray, depth_gt: np.ndarray, depth_pred: np.ndarray) -> None:

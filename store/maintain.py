@@ -1,0 +1,125 @@
+"""python -m store.maintain URL: compact the catalog, checkpoint its log, remove what no version needs.
+
+Examples:
+  python -m store.maintain /data/store --compact                       # few large files: opens in about a second
+  python -m store.maintain s3://bucket/store --vacuum --retain-hours 168
+--compact rewrites small Parquet files into large ones as a new table version (same rows, same row_key
+order) and checkpoints the log. --vacuum deletes Parquet files no version within the retention reads
+(compaction leftovers, failed commit attempts, format-1 parts after store.migrate) and Zarr array groups no
+catalog row points at (killed or concurrent ingest attempts), both only when older than --retain-hours:
+an ingest running now keeps its uncommitted files as long as the retention is longer than its commits take.
+Versions older than the retention cannot be opened after a vacuum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from store import StoreError, open_store
+from store.store import Store
+from store.table import DeltaRef
+
+DEFAULT_RETAIN_HOURS = 168.0  # Delta Lake's own default (7 days): long enough for any pinned run to start
+
+
+@dataclass
+class Report:
+    """What maintenance did, per table and for the arrays, one line each."""
+
+    lines: list[str] = field(default_factory=list)
+
+
+def _compact(ref: DeltaRef, name: str, out: Report) -> None:
+    dt = ref.open()
+    before = len(dt.file_uris())
+    metrics: dict[str, Any] = dt.optimize.compact()
+    dt.create_checkpoint()
+    out.lines.append(
+        f"{name}: compacted {before} -> {len(ref.open().file_uris())} files "
+        f"({metrics.get('numFilesRemoved', 0)} rewritten), version {ref.open().version()}, log checkpointed"
+    )
+
+
+def _vacuum_table(ref: DeltaRef, name: str, hours: float, out: Report) -> None:
+    dt = ref.open()
+    removed = dt.vacuum(retention_hours=math.ceil(hours), dry_run=False, enforce_retention_duration=False, full=True)
+    out.lines.append(f"{name}: vacuumed {len(removed)} unreferenced files older than {hours:g} h")
+
+
+def orphan_arrays(store: Store, older_than_s: float) -> list[str]:
+    """Zarr groups under arrays/ that no catalog row points at and that were written before `older_than_s`
+    (epoch seconds). Rows are only ever added, so what the latest version does not reference, none does."""
+    cat = store.catalog(columns=["dataset", "shard"])
+    referenced = {
+        f"{d}/{s}"
+        for d, s in zip(cat["dataset"].cast("string").to_pylist(), cat["shard"].cast("string").to_pylist(), strict=True)
+    }
+    orphans = []
+    for group in sorted(store.fs.glob(f"{store.root}/arrays/*/*.zarr")):
+        dataset, shard = group.rsplit("/", 2)[-2], group.rsplit("/", 1)[-1].removesuffix(".zarr")
+        if f"{dataset}/{shard}" in referenced:
+            continue
+        if _modified_s(store, group) < older_than_s:
+            orphans.append(group)
+    return orphans
+
+
+def _modified_s(store: Store, group: str) -> float:
+    info = store.fs.info(f"{group}/zarr.json")
+    stamp = info.get("mtime") or info.get("LastModified") or info.get("created")
+    return stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
+
+
+def maintain(url: str, compact: bool, vacuum: bool, retain_hours: float) -> Report:
+    """Compact and/or vacuum the store at `url`; returns what was done."""
+    store = open_store(url)
+    out = Report()
+    if compact:
+        _compact(store.catalog_ref, "catalog", out)
+        _compact(store.quarantine_ref, "quarantine", out)
+    if vacuum:
+        _vacuum_table(store.catalog_ref, "catalog", retain_hours, out)
+        _vacuum_table(store.quarantine_ref, "quarantine", retain_hours, out)
+        orphans = orphan_arrays(store, time.time() - retain_hours * 3600)
+        for group in orphans:
+            store.fs.rm(group, recursive=True)
+        out.lines.append(f"arrays: removed {len(orphans)} array groups no catalog row points at")
+    store.refresh()
+    out.lines.append(f"catalog version {store.version}: {store.catalog(columns=['row_key']).num_rows} samples")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m store.maintain", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("store", help="store URL (local path or s3://...)")
+    parser.add_argument("--compact", action="store_true", help="rewrite small catalog files into large ones")
+    parser.add_argument("--vacuum", action="store_true", help="delete files and arrays no kept version needs")
+    parser.add_argument(
+        "--retain-hours",
+        type=float,
+        default=DEFAULT_RETAIN_HOURS,
+        help=f"--vacuum keeps anything younger than this (default {DEFAULT_RETAIN_HOURS:g} h)",
+    )
+    args = parser.parse_args(argv)
+    if not (args.compact or args.vacuum):
+        parser.error("nothing to do: give --compact and/or --vacuum")
+    if args.retain_hours < 0:
+        parser.error("--retain-hours must be >= 0")
+    try:
+        report = maintain(args.store, args.compact, args.vacuum, args.retain_hours)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(report.lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
