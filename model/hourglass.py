@@ -94,7 +94,9 @@ class Hourglass(nn.Module):
 class HourglassDecoder(nn.Module):
     """Encoder maps -> (depth B x 1 x H x W in canonical metres, confidence logit B x 1 x H x W)."""
 
-    def __init__(self, enc_channels: tuple[int, ...], widths: tuple[int, ...], depth_range: tuple[float, float]) -> None:
+    def __init__(
+        self, enc_channels: tuple[int, ...], widths: tuple[int, ...], depth_range: tuple[float, float]
+    ) -> None:
         super().__init__()
         self.neck = PyramidNeck(enc_channels, widths)
         self.hourglass = Hourglass(self.neck.out_channels, BIN_FEATURES + 1)

@@ -78,7 +78,9 @@ def import_checkpoint(
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; prints the registered model's URI."""
     parser = argparse.ArgumentParser(
-        prog="python -m model.import_metric3d", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m model.import_metric3d",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", help="official Metric3D v1 checkpoint file (.pth)")
     parser.add_argument("--name", required=True, choices=sorted(VARIANTS), help="the variant the file holds")

@@ -14,7 +14,7 @@ depth_normalize (0.3, 150) canonical metres, crop_size (544, 1216), canonical fo
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import timm
@@ -60,7 +60,7 @@ def get_variant(name: str, **overrides: object) -> Metric3DV1Config:
         base = VARIANTS[name]
     except KeyError:
         raise KeyError(f"unknown Metric3D v1 variant {name!r}; valid: {', '.join(sorted(VARIANTS))}") from None
-    return Metric3DV1Config(**{**asdict(base), **overrides})
+    return replace(base, **overrides) if overrides else base
 
 
 class Metric3DV1(nn.Module):
@@ -205,7 +205,9 @@ def variant_of(official: dict[str, torch.Tensor]) -> str:
     width = official[key].shape[0]
     found = [name for name, cfg in VARIANTS.items() if cfg.decoder_widths[-1] == width]
     if len(found) != 1:
-        raise ValueError(f"no single Metric3D v1 variant has a {width}-channel stride-32 neck; known: {sorted(VARIANTS)}")
+        raise ValueError(
+            f"no single Metric3D v1 variant has a {width}-channel stride-32 neck; known: {sorted(VARIANTS)}"
+        )
     return found[0]
 
 
