@@ -21,7 +21,7 @@ def history_lines(store, limit: int = 20) -> list[str]:
     lines.append(f"  {'version':>7s}  {'time (UTC)':19s}  {'operation':18s} {'rows added':>10s}")
     for h in entries[:limit]:
         when = datetime.fromtimestamp(h["timestamp"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        operation = h.get("metricdepth.operation") or h.get("operation", "?").lower()
+        operation = h.get("metricdepth.operation") or h.get("operation", "?").lower().replace(" ", "_")
         added = (h.get("operationMetrics") or {}).get(
             "num_added_rows", (h.get("operationMetrics") or {}).get("numAddedRows", 0)
         )

@@ -119,6 +119,9 @@ def test_summary_lists_datasets_and_quarantine(tmp_path: Path):
         [Rejected("it", "toy/x", "f.png", "truncated PNG", "train")],
     )
     lines = summarise(str(tmp_path))
-    assert lines[0].endswith(": 2 samples")
+    assert lines[0].endswith("catalog version 1: 2 samples")
     assert any(line.split()[:3] == ["toy", "train", "2"] for line in lines)
-    assert lines[-1].strip() == "x1: truncated PNG"
+    assert "  x1: truncated PNG" in lines
+    history = lines[lines.index("catalog history (2 versions, newest first):") + 2 :]
+    assert [h.split()[0] for h in history] == ["1", "0"]
+    assert history[0].split()[-2:] == ["write_shard", "2"] and history[1].split()[-2:] == ["create_table", "0"]
