@@ -6,7 +6,6 @@ import hashlib
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -49,7 +48,7 @@ def test_ingest_during_a_two_worker_run_changes_nothing_it_reads(tiny_store, ray
         if len(runs):
             break
         time.sleep(0.5)
-    summary = ingest("synthetic", str(tmp_path / "more"), store_url, workers=0, progress=False)
+    summary = ingest("synthetic", str(tmp_path / "more"), store_url, name="more", workers=0, progress=False)
     committed_during_run = runner.is_alive()
     runner.join(600)
     assert summary.ingested == 6 and committed_during_run, "the ingest must commit while the run trains"
