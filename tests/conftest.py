@@ -76,6 +76,15 @@ def s3_bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
     return f"s3://t-{name}-{os.getpid()}"
 
 
+@pytest.fixture
+def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A real MLflow store in a SQLite file of this test's own folder (artifacts beside it)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # artifacts land in tmp_path/mlartifacts
+    return uri
+
+
 @pytest.fixture(scope="session")
 def ray_runtime():
     import ray

@@ -21,14 +21,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 CROP = "64,96"
 
 
-@pytest.fixture
-def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)  # artifacts land in tmp_path/mlartifacts
-    return uri
-
-
 def _cfg(tmp_path: Path, **overrides):
     sets = [f"{k}={v}" for k, v in {"crop_hw": CROP, "storage_path": str(tmp_path / "ray"), **overrides}.items()]
     return load_config("tiny", sets)

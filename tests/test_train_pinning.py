@@ -9,7 +9,7 @@ import time
 
 import mlflow
 import pytest
-from test_train import _cfg, mlflow_sqlite  # noqa: F401 - the fixture is used by name
+from test_train import _cfg
 
 from ingest.engine import ingest
 from ingest.synthetic import Camera, generate
