@@ -56,7 +56,7 @@ def _sizes(total: int) -> dict[str, int]:
 
 
 def _hex_ids(rng: np.random.Generator, n: int, n_bytes: int = 8) -> pa.Array:
-    """n random hex strings of 2 * n_bytes characters (8 bytes: a sample id's digest; 16: a checksum)."""
+    """n random hex strings of 2 * n_bytes characters (8 bytes: a sample id's digest)."""
     raw = binascii.hexlify(rng.bytes(n_bytes * n))
     return pa.array(np.frombuffer(raw, dtype=f"S{2 * n_bytes}")).cast(pa.string())
 
@@ -94,7 +94,7 @@ def _part(rng: np.random.Generator, dataset: str, n: int, part: int) -> pa.Table
         "rgb_bytes": np.full(n, 500_000, np.int64),
         "depth_offset": np.zeros(n, np.int64),
         "depth_bytes": np.full(n, 100_000, np.int64),
-        "checksum": _hex_ids(rng, n, 16),  # XXH3-128 hex, as the writer stores it
+        "checksum": pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(rng.bytes(16 * n))]),
         "row_key": np.zeros(n, np.int64),  # set by the commit
     }
     return pa.table(cols, schema=CATALOG_COLUMNS)
@@ -119,11 +119,11 @@ def generate(url: str, total: int) -> dict:
 def measure(root: str) -> dict:
     """Run in a fresh process so peak memory is this work's alone."""
     from pipelines.sampling import epoch_order, rank_positions, rows_at, steps_per_epoch
-    from store.store import READ_COLUMNS
+    from store.store import READ_COLUMNS, READ_TYPES
 
     store = open_store(root)
     t0 = time.perf_counter()
-    table = store.catalog(columns=READ_COLUMNS)
+    table = store.catalog(columns=READ_COLUMNS, types=READ_TYPES)
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
     order = epoch_order(table, seed=0, epoch=0)

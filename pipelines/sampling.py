@@ -5,7 +5,8 @@ datasets repeat, large ones are subsampled, with fresh permutations each epoch),
 shuffled. Global batch b is positions [b*B, (b+1)*B); rank r of w takes the contiguous slice
 [b*B + r*B/w, b*B + (r+1)*B/w). The union over ranks is the same for any w dividing B, and resuming at
 (epoch, step) is just starting at position step*B. Random augmentation draws are keyed by
-(seed, epoch, position), so a global batch is bit-identical whatever the number of workers.
+(seed, epoch, position), so a global batch is bit-identical whatever the number of workers. So is the stand-in
+for a corrupt sample: drawn from the epoch's order by (seed, epoch, position, attempt).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # Seed-stream tags, so order and augmentation draws never share a random stream.
-_ORDER, _DATASET, _AUGMENT = 0x0D, 0xDA, 0xA6
+_ORDER, _DATASET, _AUGMENT, _REPLACE = 0x0D, 0xDA, 0xA6, 0x5B
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,13 @@ def epoch_order(
     column = catalog["dataset"]
     if not pa.types.is_dictionary(column.type):
         column = pc.dictionary_encode(column)
-    codes = pa.table({"d": column}).unify_dictionaries()["d"].combine_chunks()
+    # One chunk (as Store.catalog returns it) is used as is: unifying or combining 8M codes would allocate
+    # in Arrow's pool, which keeps ~0.5 GB of RSS for good.
+    codes = (
+        column.chunk(0)
+        if column.num_chunks == 1
+        else pa.table({"d": column}).unify_dictionaries()["d"].combine_chunks()
+    )
     names = [str(n) for n in codes.dictionary.to_pylist()]
     weights = resolve_mix(names, mix)
     idx = codes.indices.to_numpy(zero_copy_only=False)
@@ -109,6 +116,13 @@ def rank_positions(step: int, batch_size: int, rank: int, world_size: int) -> np
 def augment_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
     """The random stream of one sample's augmentation: a function of where it sits, not who loads it."""
     return np.random.default_rng([seed, epoch, _AUGMENT, int(position)])
+
+
+def replacement_position(seed: int, epoch: int, position: int, attempt: int, epoch_size: int) -> int:
+    """The epoch position whose sample stands in for the one at `position` when its `attempt`-th candidate
+    (1, 2, ...) failed to load: a function of where it sits, not who loads it, and drawn from the epoch's own
+    order, so stand-ins follow the mix."""
+    return int(np.random.default_rng([seed, epoch, _REPLACE, int(position), attempt]).integers(epoch_size))
 
 
 def rows_at(table: pa.Table, row_numbers: np.ndarray) -> list[dict]:

@@ -42,7 +42,7 @@ CATALOG_COLUMNS = pa.schema(
         ("rgb_bytes", pa.int64()),
         ("depth_offset", pa.int64()),
         ("depth_bytes", pa.int64()),
-        ("checksum", pa.string()),
+        ("checksum", pa.binary(16)),  # XXH3-128 of the payloads (store.codecs.checksum)
         # The catalog's canonical order: (commit version << 32) + position in that commit. Assigned at the
         # commit, kept by compaction, so a version reads its rows in the same order whatever its files.
         ("row_key", pa.int64()),
@@ -86,7 +86,6 @@ _CATALOG_SCHEMA = pda.DataFrameSchema(
         "depth_max_m": pda.Column(float, pda.Check.ge(0), nullable=True),
         "shard": pda.Column(str, _nonempty),
         "index": pda.Column("int32", pda.Check.ge(0)),
-        "checksum": pda.Column(str, pda.Check.str_length(min_value=16)),
     },
     strict=False,
 )

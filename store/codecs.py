@@ -36,14 +36,18 @@ _PNG_END = b"IEND\xaeB`\x82"
 _JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 
 
-def checksum(*payloads: bytes) -> str:
-    """XXH3-128 over the stored payloads, length-prefixed so payload boundaries count. It detects corruption
-    (not tampering) at ~20x the speed of blake2b: 0.05 ms instead of 1.1 ms for a KITTI frame."""
+CHECKSUM_BYTES = 16
+
+
+def checksum(*payloads: bytes) -> bytes:
+    """XXH3-128 (16 bytes) over the stored payloads, length-prefixed so payload boundaries count. It detects
+    corruption (not tampering) at ~20x the speed of blake2b: 0.05 ms instead of 1.1 ms for a KITTI frame.
+    Stored as 16 raw bytes (format 2): half the memory of its hex text in an 8M-row catalog."""
     h = xxhash.xxh3_128()
     for p in payloads:
         h.update(len(p).to_bytes(8, "little"))
         h.update(p)
-    return h.hexdigest()
+    return h.digest()
 
 
 class DecodeError(ValueError):
@@ -56,6 +60,35 @@ def image_format(data: bytes) -> str:
     if data[:2] == _JPEG_SOI:
         return "jpeg"
     raise DecodeError("neither PNG nor JPEG (unknown magic bytes)")
+
+
+# JPEG start-of-frame markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC), which share the range.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a PNG or JPEG header, decoding nothing (a bound on pixels is checked before any
+    allocation); None for other bytes or a header that does not tell."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if data[12:16] != b"IHDR" or len(data) < 24:
+            return None
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if data[:2] != _JPEG_SOI:
+        return None
+    i = 2  # walk the segments: FF marker, then (except standalone markers) a 2-byte length that counts itself
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+        elif marker in _JPEG_SOF:  # FF Cn, length, precision, height, width
+            return int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD9:
+            i += 2
+        else:
+            i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
 
 
 def _check_complete(data: bytes, fmt: str) -> None:

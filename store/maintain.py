@@ -3,8 +3,8 @@
 Examples:
   python -m store.maintain /data/store --compact                       # few large files: opens in about a second
   python -m store.maintain s3://bucket/store --vacuum --retain-hours 168
---compact rewrites small Parquet files into large ones as a new table version (same rows, same row_key
-order) and checkpoints the log. --vacuum deletes Parquet files no version within the retention reads
+--compact rewrites each dataset's small Parquet files into large ones, one commit per dataset (same rows,
+same row_key, same order; pinned versions keep their own files), and checkpoints the log. --vacuum deletes Parquet files no version within the retention reads
 (compaction leftovers, failed commit attempts, format-1 parts after store.migrate) and Zarr array groups no
 catalog row points at (killed or concurrent ingest attempts), both only when older than --retain-hours:
 an ingest running now keeps its uncommitted files as long as the retention is longer than its commits take.
@@ -17,12 +17,17 @@ import argparse
 import math
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
+import pyarrow as pa
+from deltalake import CommitProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from schemas.catalog import CATALOG_COLUMNS, QUARANTINE_COLUMNS
 from store import StoreError, open_store
 from store.store import Store
-from store.table import DeltaRef
+from store.table import PARTITION, DeltaRef
 
 DEFAULT_RETAIN_HOURS = 168.0  # Delta Lake's own default (7 days): long enough for any pinned run to start
 
@@ -34,14 +39,26 @@ class Report:
     lines: list[str] = field(default_factory=list)
 
 
-def _compact(ref: DeltaRef, name: str, out: Report) -> None:
+def _compact(ref: DeltaRef, name: str, schema: pa.Schema, out: Report) -> None:
+    """Rewrite each dataset's files as few large ones, rows in canonical order with their row_key kept, one
+    replace-where commit per dataset (pinned versions keep reading their own files until a vacuum)."""
     dt = ref.open()
-    before = len(dt.file_uris())
-    metrics: dict[str, Any] = dt.optimize.compact()
+    adds = pa.table(dt.get_add_actions(flatten=True))
+    files = Counter(adds[f"partition.{PARTITION}"].to_pylist())
+    rewritten = 0
+    for dataset in sorted(d for d, n in files.items() if n > 1):
+        rows = ref.read(dt, schema, None, (), datasets=[dataset]).cast(schema)
+        props = CommitProperties(max_commit_retries=0, custom_metadata={"metricdepth.operation": "compact"})
+        try:
+            write_deltalake(dt, rows, mode="overwrite", predicate=f"{PARTITION} = '{dataset}'", commit_properties=props)
+        except CommitFailedError:
+            raise StoreError(f"{ref.uri}: another writer committed while compacting {dataset}; run it again") from None
+        rewritten += files[dataset]
     dt.create_checkpoint()
+    after = len(ref.open().file_uris())
     out.lines.append(
-        f"{name}: compacted {before} -> {len(ref.open().file_uris())} files "
-        f"({metrics.get('numFilesRemoved', 0)} rewritten), version {ref.open().version()}, log checkpointed"
+        f"{name}: compacted {len(adds)} -> {after} files ({rewritten} rewritten), version {dt.version()}, "
+        "log checkpointed"
     )
 
 
@@ -80,8 +97,8 @@ def maintain(url: str, compact: bool, vacuum: bool, retain_hours: float) -> Repo
     store = open_store(url)
     out = Report()
     if compact:
-        _compact(store.catalog_ref, "catalog", out)
-        _compact(store.quarantine_ref, "quarantine", out)
+        _compact(store.catalog_ref, "catalog", CATALOG_COLUMNS, out)
+        _compact(store.quarantine_ref, "quarantine", QUARANTINE_COLUMNS, out)
     if vacuum:
         _vacuum_table(store.catalog_ref, "catalog", retain_hours, out)
         _vacuum_table(store.quarantine_ref, "quarantine", retain_hours, out)

@@ -35,6 +35,9 @@ def _legacy_table(fs, root: str, name: str, schema: pa.Schema, progress: bool) -
             when = datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, (int, float)) else stamp
             part = part.append_column("time", pa.array([when] * part.num_rows, schema.field("time").type))
         part = part.append_column("row_key", pa.array([0] * part.num_rows, pa.int64()))
+        if name == "catalog":  # format 1 kept the checksum as hex text; format 2 keeps its 16 bytes
+            raw = [bytes.fromhex(h) for h in part["checksum"].to_pylist()]
+            part = part.set_column(part.schema.get_field_index("checksum"), "checksum", pa.array(raw, pa.binary(16)))
         tables.append(part.select(schema.names).cast(schema))
     return pa.concat_tables(tables) if tables else schema.empty_table()
 

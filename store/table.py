@@ -8,12 +8,14 @@ no lock service, locally and on S3 (delta-rs commits there with conditional writ
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -124,37 +126,66 @@ class DeltaRef:
         return f"{base}/{relative}"
 
     def read(
-        self, dt: DeltaTable, schema: pa.Schema, columns: list[str] | None, dictionary: tuple[str, ...]
+        self,
+        dt: DeltaTable,
+        schema: pa.Schema,
+        columns: list[str] | None,
+        dictionary: tuple[str, ...],
+        datasets: list[str] | None = None,
+        types: dict[str, pa.DataType] | None = None,
     ) -> pa.Table:
-        """Every row of the snapshot `dt`, in row_key order: Arrow reads the files in parallel; files come
-        in order of their first row_key so that the sort is skipped when they do not overlap (the usual case:
-        one file per commit per dataset)."""
+        """Every row of the snapshot `dt` in the canonical order (dataset, then row_key): Arrow reads the files
+        in parallel, files in order of (dataset, first row_key), so no sort is needed when a dataset's files
+        cover disjoint row_key ranges: one file per commit per dataset, or after `store.maintain --compact`
+        (which sorts by row_key). Only other writers' layouts pay for a sort."""
         adds = pa.table(dt.get_add_actions(flatten=True))
+        if datasets is not None:  # partition pruning: only these datasets' files are read
+            adds = adds.filter(pc.is_in(adds[f"partition.{PARTITION}"], pa.array(datasets, pa.string())))
         wanted = list(columns) if columns else schema.names
         read_cols = [c for c in dict.fromkeys([*wanted, "row_key"]) if c != PARTITION]
         if adds.num_rows == 0:
             return schema.empty_table().select(wanted)
-        adds = adds.sort_by([("min.row_key", "ascending"), ("path", "ascending")])
+        adds = adds.sort_by(
+            [(f"partition.{PARTITION}", "ascending"), ("min.row_key", "ascending"), ("path", "ascending")]
+        )
         paths = [self._path(p) for p in adds["path"].to_pylist()]
-        file_schema = pa.schema([schema.field(c) for c in schema.names if c != PARTITION])
+        # Low-cardinality strings come back as dictionaries (each distinct value stored once).
+        file_schema = pa.schema(
+            [
+                pa.field(c, pa.dictionary(pa.int32(), pa.string())) if c in dictionary else schema.field(c)
+                for c in schema.names
+                if c != PARTITION
+            ]
+        )
         fmt = pads.ParquetFileFormat(
             read_options=pads.ParquetReadOptions(dictionary_columns=[c for c in dictionary if c != PARTITION])
         )
         ds = pads.dataset(paths, schema=file_schema, format=fmt, filesystem=self.filesystem)
-        # One fragment per file, in the order above: to_batches keeps fragment order with threads on.
-        table = _retrying(f"read {self.uri}", lambda: ds.to_table(columns=read_cols, use_threads=True))
-        counts = adds["num_records"].to_numpy()
+        # Files in the order above (to_table keeps fragment order with threads on); a bounded readahead keeps
+        # the decode buffers small next to the table itself.
+        # Narrowing casts run per batch inside the scan, so the wide column never exists whole. The system
+        # allocator hands freed decode buffers back (the default pool's per-thread caches kept ~0.3 GB).
+        projection = {c: pc.field(c).cast(types[c]) if types and c in types else pc.field(c) for c in read_cols}
+        table = _retrying(
+            f"read {self.uri}",
+            lambda: ds.to_table(
+                columns=projection,
+                use_threads=True,
+                fragment_readahead=4,
+                batch_readahead=4,
+                memory_pool=pa.system_memory_pool(),
+            ),
+        )
+        per_file = pc.dictionary_encode(adds[f"partition.{PARTITION}"].combine_chunks())
+        codes = np.repeat(per_file.indices.to_numpy(), adds["num_records"].to_numpy())  # int32, one per row
         if PARTITION in wanted:
-            names = adds[f"partition.{PARTITION}"].combine_chunks()
-            codes = pa.array(_repeat_codes(counts), pa.int32())
-            dictionary_array = pc.dictionary_encode(names)
-            column = pa.DictionaryArray.from_arrays(
-                pc.take(dictionary_array.indices, codes), dictionary_array.dictionary
-            )
+            column = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), per_file.dictionary)
             table = table.append_column(PARTITION, column if PARTITION in dictionary else column.cast(pa.string()))
+        _release_freed_memory()
         keys = table["row_key"].combine_chunks().to_numpy()
-        if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
-            table = table.take(pc.sort_indices(table["row_key"]))
+        in_order = (keys[1:] > keys[:-1]) | (codes[1:] != codes[:-1])  # keys restart where the dataset changes
+        if not in_order.all():
+            table = table.take(pa.array(np.lexsort((keys, codes))))
         return table.select(wanted)
 
     def append(self, dt: DeltaTable, rows: pa.Table, metadata: dict[str, str]) -> int:
@@ -168,10 +199,13 @@ class DeltaRef:
         return version
 
 
-def _repeat_codes(counts: Any) -> Any:
-    import numpy as np
-
-    return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+def _release_freed_memory() -> None:
+    """Hand the scan's freed decode buffers back to the OS (glibc keeps them in per-thread arenas: ~0.3 GB
+    of RSS after reading an 8M-row catalog). A no-op where there is no glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def rows_added_since(ref: DeltaRef, old: DeltaTable, new: DeltaTable, dataset: str, column: str) -> pa.Array:

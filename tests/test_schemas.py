@@ -94,7 +94,7 @@ def _catalog_row(sample_id: str, **over):
         index=0,
         rgb_bytes=1,
         depth_bytes=1,
-        checksum="0" * 32,
+        checksum=bytes(16),
     )
     row.update(over)
     return row
