@@ -102,7 +102,7 @@ def _part(rng: np.random.Generator, dataset: str, n: int, part: int) -> pa.Table
 
 def generate(url: str, total: int) -> dict:
     """Every row through Committer.add in 64-row shards (one ingest per dataset, as a user would run them)."""
-    store = open_store(url, create=True)
+    store = open_store(url, create=True, create_bucket=True)
     rng = np.random.default_rng(0)
     t0, commits = time.perf_counter(), 0
     for dataset, n in _sizes(total).items():
