@@ -1,6 +1,6 @@
 """Time `eval.infer` on one 12-megapixel photo (4000 x 3000) on CPU, for the tiny and the large model.
 
-    python -m bench.infer_time [--models metric3d_tiny,metric3d]
+    python -m bench.infer_time [--models metric3d_tiny,unet_convnext_large]
 
 Weights are random (the time does not depend on them): the checkpoint is saved first, then the full CLI
 path runs: load, infer (fit to infer_hw, network, back to 12 MP), depth PNG/NPY, preview, 12 M-point PLY.
@@ -24,7 +24,7 @@ from model import build_model, get_model_config, save_checkpoint
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="metric3d_tiny,metric3d")
+    parser.add_argument("--models", default="metric3d_tiny,unet_convnext_large")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-infer-"))
     rng = np.random.default_rng(0)

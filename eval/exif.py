@@ -2,17 +2,18 @@
 
 Metric depth from one image needs the focal length in pixels of *that* image. In order of preference:
 
-1. FocalLengthIn35mmFilm (Exif tag 0xA405, mm): f_px = f35 / 36 * long_side_px. Convention: 36 mm is the long
-   side of a 35 mm frame (36 x 24 mm), so the equivalent focal maps onto the image's long side. Cameras that
-   define the equivalent by the diagonal instead (43.27 mm) give the same value for 3:2 images; for 4:3 images
-   that convention would give about 4 % more. The long side does not change with EXIF orientation, so a rotated
-   photo gets the same focal.
-2. FocalLength (0x920A, mm) with FocalPlaneXResolution (0xA20E, pixels per unit on the sensor) and
+1. FocalLength (0x920A, mm) with FocalPlaneXResolution (0xA20E, pixels per unit on the sensor) and
    FocalPlaneResolutionUnit (0xA210: 2 = inch = 25.4 mm, the EXIF default when absent; 3 = cm = 10 mm):
    f_px = f_mm * resolution / unit_mm. The resolution refers to the image as the camera recorded it, whose width
    is PixelXDimension (0xA002) when present: f_px is rescaled to the stored width when the two differ (a photo
    downsized by software that kept the tags). Other units are not trusted. Pixels are taken as square, so this
-   too is independent of the orientation.
+   is independent of the orientation. Preferred: it measures this sensor, where the 35 mm equivalent is a
+   rounded, whole-millimetre conversion.
+2. FocalLengthIn35mmFilm (Exif tag 0xA405, mm), by the diagonal rule, the usual definition of a 35 mm equivalent
+   (crop factor = ratio of the diagonals): the angle of view across the diagonal is kept, so
+   f_px = f35 * sqrt(W^2 + H^2) / 43.27, with 43.27 mm = sqrt(36^2 + 24^2) the diagonal of a 36 x 24 mm frame.
+   For 3:2 images this equals f35 / 36 * long side; for 4:3 images (most phones) it is 4 % more. The diagonal
+   does not change with EXIF orientation, so a rotated photo gets the same focal.
 3. Nothing: `choose_focal_px` falls back to DEFAULT_FOV_X_DEG and warns loudly (warnings.warn and stderr).
 
 `load_photo` applies the EXIF orientation before anything else (PIL.ImageOps.exif_transpose), so the pixels a
@@ -40,7 +41,7 @@ FOCAL_PLANE_X_RESOLUTION = 0xA20E
 FOCAL_PLANE_RESOLUTION_UNIT = 0xA210
 PIXEL_X_DIMENSION = 0xA002
 
-FILM_35MM_LONG_SIDE_MM = 36.0
+FILM_35MM_DIAGONAL_MM = math.hypot(36.0, 24.0)  # 43.27 mm, the diagonal of a 36 x 24 mm frame
 FOCAL_PLANE_UNIT_MM = {2: 25.4, 3: 10.0}  # EXIF 2.3: 2 = inch, 3 = centimetre
 FOCAL_PLANE_DEFAULT_UNIT = 2
 
@@ -85,17 +86,17 @@ def _positive(value: Any) -> float | None:
 def _focal_from_image(img: Image.Image) -> tuple[float | None, str]:
     stored_w, stored_h = img.size
     tags = img.getexif().get_ifd(EXIF_IFD)
-    f35 = _positive(tags.get(FOCAL_LENGTH_35MM))
-    if f35 is not None:
-        return f35 / FILM_35MM_LONG_SIDE_MM * max(stored_w, stored_h), "exif_35mm"
     f_mm = _positive(tags.get(FOCAL_LENGTH))
     resolution = _positive(tags.get(FOCAL_PLANE_X_RESOLUTION))
     unit_mm = FOCAL_PLANE_UNIT_MM.get(tags.get(FOCAL_PLANE_RESOLUTION_UNIT, FOCAL_PLANE_DEFAULT_UNIT))
-    if f_mm is None or resolution is None or unit_mm is None:
-        return None, "none"
-    f_px = f_mm * resolution / unit_mm  # pixels of the image as recorded
-    recorded_w = _positive(tags.get(PIXEL_X_DIMENSION)) or stored_w
-    return f_px * stored_w / recorded_w, "exif_focal_plane"
+    if f_mm is not None and resolution is not None and unit_mm is not None:
+        f_px = f_mm * resolution / unit_mm  # pixels of the image as recorded
+        recorded_w = _positive(tags.get(PIXEL_X_DIMENSION)) or stored_w
+        return f_px * stored_w / recorded_w, "exif_focal_plane"
+    f35 = _positive(tags.get(FOCAL_LENGTH_35MM))
+    if f35 is not None:
+        return f35 * math.hypot(stored_w, stored_h) / FILM_35MM_DIAGONAL_MM, "exif_35mm"
+    return None, "none"
 
 
 def focal_px_from_exif(path_or_bytes: str | os.PathLike | bytes) -> tuple[float | None, str]:

@@ -2,6 +2,9 @@
 
 A benchmark is a dataset of the store, optionally with a split (`nyu`, `synthetic_kitti:val`); its
 protocol (crop, depth range, default split) comes from eval.protocols, by dataset name or sensor kind.
+Metric mode scores the prediction clipped to the protocol's depth range (as the Eigen / KITTI evaluation code
+does). An image left out of a mean is counted with its reason (EXCLUSION_REASONS), never dropped silently; every
+result says whether the model saw the benchmark in training, and why (eval.domain).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from eval.domain import domain_of
 from eval.metrics import ALIGN_MODES, aligned_metrics
 from eval.models import Loaded
 from eval.protocols import Protocol, eval_mask, protocol_for
@@ -22,6 +26,12 @@ from store import Store
 
 SPLIT_PREFERENCE = ("test", "val", "train")
 DEPTH_BINS_M = np.geomspace(0.25, 256.0, 21)  # error-against-depth plot: log-spaced ground-truth bins
+# Why an image can be left out of a mean: the first two leave it out of every mode, the last out of one mode.
+EXCLUSION_REASONS = {
+    "no_scored_pixels": "the protocol's mask (crop, depth range, the sample's valid mask) selects no pixel",
+    "invalid_prediction": "the prediction is not finite and > 0 on some scored pixel",
+    "alignment_undefined": "this mode's alignment is undefined for the prediction (lsq of a constant one)",
+}
 
 
 @dataclass
@@ -53,10 +63,17 @@ def resolve_benchmark(store: Store, spec: str, limit: int | None = None) -> Benc
 
 @dataclass
 class Scores:
+    """Per-sample metrics of one model on one benchmark, with its domain verdict and the images left out."""
+
     model: str
     benchmark: str
     split: str
     zero_shot: bool | None
+    domain_reason: str = ""
+    depth_range_m: tuple[float, float] | None = None  # metric-mode predictions were clipped to it (metres)
+    n_images: int = 0
+    # Images left out of every mode: {"sample_id", "reason" (a key of EXCLUSION_REASONS), "detail"}.
+    excluded: list[dict[str, str]] = field(default_factory=list)
     per_sample: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     # Metric-mode |pred - gt| / gt summed per ground-truth depth bin (DEPTH_BINS_M edges), and pixel counts.
@@ -64,12 +81,17 @@ class Scores:
     bin_count: np.ndarray = field(default_factory=lambda: np.zeros(len(DEPTH_BINS_M) - 1))
 
     def results(self) -> list[dict[str, Any]]:
-        """One entry per mode: the mean of each metric over samples (NaN-free samples only)."""
+        """One entry per mode: the mean of each metric over the images scored in that mode (n_samples of
+        n_images), and per reason the count of images left out (EXCLUSION_REASONS)."""
         out = []
+        left_out = {reason: 0 for reason in EXCLUSION_REASONS}
+        for e in self.excluded:
+            left_out[e["reason"]] += 1
         for mode in ALIGN_MODES:
             rows = [s["modes"][mode] for s in self.per_sample if s["modes"].get(mode)]
             names = [k for k in (rows[0] if rows else {}) if k not in ("alignment", "scale", "shift")]
             metrics = {k: float(np.mean([r[k] for r in rows])) for k in names}
+            undefined = sum(1 for s in self.per_sample if not s["modes"].get(mode))
             out.append(
                 {
                     "model": self.model,
@@ -77,32 +99,50 @@ class Scores:
                     "split": self.split,
                     "mode": mode,
                     "zero_shot": self.zero_shot,
+                    "domain_reason": self.domain_reason,
+                    "n_images": self.n_images,
                     "n_samples": len(rows),
+                    "excluded": {**left_out, "alignment_undefined": undefined},
+                    "metric_clip_m": list(self.depth_range_m) if mode == "metric" and self.depth_range_m else None,
                     "metrics": metrics,
                 }
             )
         return out
 
 
+def _exclusion(pred: np.ndarray, mask: np.ndarray) -> tuple[str, str] | None:
+    """(reason, detail) when an image cannot be scored in any mode, else None."""
+    if not mask.any():
+        return "no_scored_pixels", "0 pixels"
+    p = pred[mask]
+    nan, inf, nonpositive = int(np.isnan(p).sum()), int(np.isinf(p).sum()), int((p <= 0).sum())
+    if nan or inf or nonpositive:
+        return "invalid_prediction", f"of {p.size} scored pixels: {nan} NaN, {inf} infinite, {nonpositive} <= 0"
+    return None
+
+
 def score(model: Loaded, store: Store, bench: Benchmark, keep: int = 0) -> tuple[Scores, list[dict[str, Any]]]:
     """Per-sample metrics in every mode; also returns the first `keep` samples' arrays for figures."""
-    scores = Scores(model.name, bench.dataset, bench.split, model.zero_shot(bench.dataset))
+    domain = domain_of(model, bench.dataset, bench.rows, store)
+    clip_m = (bench.protocol.min_depth_m, bench.protocol.max_depth_m)
+    scores = Scores(model.name, bench.dataset, bench.split, domain.zero_shot, domain.reason, clip_m, len(bench.rows))
     kept = []
     t0 = time.perf_counter()
     for row in tqdm(bench.rows, desc=f"{model.name} / {bench.dataset}", unit="image", leave=False):
         sample = store.read_row(row)
         pred = model.model.infer(sample.rgb, sample.k_px)["depth_m"]
         mask = eval_mask(sample.depth_m, bench.protocol, sample.valid)
-        if not mask.any():
+        if excluded := _exclusion(pred, mask):
+            scores.excluded.append({"sample_id": row["sample_id"], "reason": excluded[0], "detail": excluded[1]})
             continue
         modes = {}
         for mode in ALIGN_MODES:
             try:
-                modes[mode] = aligned_metrics(pred, sample.depth_m, mask, mode)
-            except ValueError:  # e.g. lsq of a constant prediction: undefined, reported as missing
+                modes[mode] = aligned_metrics(pred, sample.depth_m, mask, mode, clip_m)
+            except ValueError:  # lsq of a constant prediction: undefined, counted as alignment_undefined
                 modes[mode] = None
         scores.per_sample.append({"sample_id": row["sample_id"], "modes": modes})
-        g, p = sample.depth_m[mask], pred[mask]
+        g, p = sample.depth_m[mask], np.clip(pred[mask], *clip_m)  # the metric-mode prediction
         which = np.clip(np.digitize(g, DEPTH_BINS_M) - 1, 0, len(DEPTH_BINS_M) - 2)
         scores.bin_abs_rel += np.bincount(which, np.abs(p - g) / g, len(DEPTH_BINS_M) - 1)
         scores.bin_count += np.bincount(which, minlength=len(DEPTH_BINS_M) - 1)

@@ -17,7 +17,8 @@ Per-image values; a benchmark averages them over its images (the usual conventio
 
 Alignment modes (`align`, `aligned_metrics`), always reported with their label:
 
-- "metric"  no alignment at all: the number a metric-depth model is judged by
+- "metric"  no alignment at all: the number a metric-depth model is judged by; with `clip_m`, the prediction
+            clipped to the protocol's depth range first, as the standard Eigen / KITTI evaluation code does
 - "median"  pred scaled by median(gt) / median(pred) on the mask
 - "lsq"     least-squares scale and shift of pred onto gt, in depth (not disparity), on the mask
 """
@@ -125,14 +126,18 @@ class Aligned:
     shift: float
 
 
-def align(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, mode: str) -> Aligned:
-    """Fit pred to gt on the mask and apply the fit to the whole prediction (so it can be viewed too)."""
+def align(
+    pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, mode: str, clip_m: tuple[float, float] | None = None
+) -> Aligned:
+    """Fit pred to gt on the mask and apply the fit to the whole prediction (so it can be viewed too).
+
+    clip_m (min, max metres): metric mode clips the prediction to it (aligned modes ignore it)."""
     if mode not in ALIGN_MODES:
         raise ValueError(f"unknown alignment mode {mode!r}; valid: {', '.join(ALIGN_MODES)}")
     p, g = _valid(pred, gt, mask)
     pred = np.asarray(pred, dtype=np.float64)
     if mode == "metric":
-        return Aligned(pred, mode, 1.0, 0.0)
+        return Aligned(np.clip(pred, *clip_m) if clip_m else pred, mode, 1.0, 0.0)
     if mode == "median":
         scale = float(np.median(g) / np.median(p))
         return Aligned(pred * scale, mode, scale, 0.0)
@@ -145,9 +150,11 @@ def align(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, mode: str) -> Alig
     return Aligned(np.maximum(scale * pred + shift, _MIN_ALIGNED_DEPTH_M), mode, scale, shift)
 
 
-def aligned_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, mode: str) -> dict[str, float | str]:
-    """The metrics after `align(..., mode)`, labelled: {"alignment": mode, "scale", "shift", abs_rel, ...}."""
-    aligned = align(pred, gt, mask, mode)
+def aligned_metrics(
+    pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, mode: str, clip_m: tuple[float, float] | None = None
+) -> dict[str, float | str]:
+    """The metrics after `align(..., mode, clip_m)`, labelled: {"alignment": mode, "scale", "shift", abs_rel, ...}."""
+    aligned = align(pred, gt, mask, mode, clip_m)
     return {
         "alignment": aligned.mode,
         "scale": aligned.scale,

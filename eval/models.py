@@ -4,8 +4,9 @@
     load_depth_model("runs:/<run_id>/model")            # a run's logged model
     load_depth_model("/path/checkpoint.pt")             # a checkpoint file
     load_depth_model("metric3d_v1:/path/official.pth")  # an official Metric3D v1 release file (lineage unknown)
-Each comes with the datasets its training saw (from the run's lineage in MLflow, or the checkpoint's
-copy of it), so reports can say zero-shot or in-domain without anyone typing it.
+Each comes with the datasets its training saw and the catalog version it read them from (from the run's lineage
+in MLflow, or the checkpoint's copy of it), so reports can say zero-shot or in-domain, and why (eval.domain),
+without anyone typing it.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ class DepthModel(Protocol):
 
 @dataclass
 class Loaded:
+    """A scorable model and its lineage: training datasets (None: unknown, reported as such) and the store URL and
+    catalog version they were read from (None: not recorded; eval.domain then compares with the scored store)."""
+
     name: str
     model: DepthModel
-    train_datasets: frozenset[str] | None  # None: unknown lineage (reported as such)
+    train_datasets: frozenset[str] | None
     run_id: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-
-    def zero_shot(self, dataset: str) -> bool | None:
-        return None if self.train_datasets is None else dataset not in self.train_datasets
+    store_uri: str | None = None
+    store_version: int | None = None
 
 
 def _run_of(uri: str) -> str | None:
@@ -78,14 +81,29 @@ def load_depth_model(uri: str) -> Loaded:
         run_id = _run_of(uri)
         tags = mlflow.MlflowClient().get_run(run_id).data.tags
         seen = frozenset(filter(None, tags.get("train_datasets", "").split(","))) if "train_datasets" in tags else None
+        version = tags.get("store_version")
         model, state = load_checkpoint(found[0])
-        return Loaded(uri, model, seen, run_id, {"model_config": state["model_config"]})
+        return Loaded(
+            uri,
+            model,
+            seen,
+            run_id,
+            {"model_config": state["model_config"]},
+            tags.get("store_uri"),
+            int(version) if version is not None else None,
+        )
     if not os.path.isfile(uri):
         raise FileNotFoundError(f"--model {uri}: not a models:/ or runs:/ URI and no such checkpoint file")
     model, state = load_checkpoint(uri)
     seen = state.get("train_datasets")
     return Loaded(
-        uri, model, frozenset(seen) if seen is not None else None, None, {"model_config": state["model_config"]}
+        uri,
+        model,
+        frozenset(seen) if seen is not None else None,
+        None,
+        {"model_config": state["model_config"]},
+        state.get("store_uri"),
+        state.get("store_version"),
     )
 
 
@@ -113,4 +131,12 @@ def constant_baseline(store: Any, train_datasets: frozenset[str] | None) -> Load
     if medians.size == 0:
         raise ValueError("the constant baseline needs train rows with depth in the store")
     value = float(np.median(medians))
-    return Loaded(f"constant({value:.2f} m)", ConstantDepth(value), train_datasets, None, {"depth_m": value})
+    return Loaded(
+        f"constant({value:.2f} m)",
+        ConstantDepth(value),
+        train_datasets,
+        None,
+        {"depth_m": value},
+        store.url,
+        store.version,
+    )

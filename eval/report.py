@@ -1,5 +1,8 @@
 """Reports: report.json (every number), report.md (the table), report.html (plots people would rather
-look at than read: AbsRel per benchmark per model, error against depth, and sample figures)."""
+look at than read: AbsRel per benchmark per model, error against depth, and sample figures).
+
+Every row says whether the benchmark is zero-shot or in-domain for the model and why (eval.domain), how many of the
+benchmark's images it averages, and how many it left out and why (eval.harness.EXCLUSION_REASONS)."""
 
 from __future__ import annotations
 
@@ -15,28 +18,46 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval.harness import DEPTH_BINS_M, Scores  # noqa: E402
+from eval.harness import DEPTH_BINS_M, EXCLUSION_REASONS, Scores  # noqa: E402
 
 COLUMNS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3")
+_EXAMPLES = 3  # sample ids listed per left-out reason
 
 
-def _domain(zero_shot: bool | None) -> str:
-    return {True: "zero-shot", False: "in-domain", None: "unknown lineage"}[zero_shot]
+def _left_out(excluded: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in excluded.items() if n) or "none"
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
-    head = "| model | benchmark | split | mode | seen in training | n | " + " | ".join(COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (6 + len(COLUMNS))]
+    """The results table and the legend of its modes."""
+    head = "| model | benchmark | split | mode | zero-shot or in-domain | n / images | left out | "
+    lines = [head + " | ".join(COLUMNS) + " |", "|" + "---|" * (7 + len(COLUMNS))]
     for r in results:
         values = " | ".join(f"{r['metrics'][c]:.4f}" if c in r["metrics"] else "n/a" for c in COLUMNS)
         lines.append(
-            f"| {r['model']} | {r['benchmark']} | {r['split']} | {r['mode']} | {_domain(r['zero_shot'])} "
-            f"| {r['n_samples']} | {values} |"
+            f"| {r['model']} | {r['benchmark']} | {r['split']} | {r['mode']} | {r['domain_reason']} "
+            f"| {r['n_samples']} / {r['n_images']} | {_left_out(r['excluded'])} | {values} |"
         )
     return (
-        "\n".join(lines) + "\n\nmodes: metric = no alignment; median = scaled by median(gt)/median(pred) per image; "
-        "lsq = least-squares scale and shift per image (aligned modes are not metric results).\n"
+        "\n".join(lines) + "\n\nmodes: metric = no alignment, the prediction clipped to the protocol's depth range "
+        "before scoring (as the Eigen / KITTI evaluation code does); median = scaled by median(gt)/median(pred) per "
+        "image; lsq = least-squares scale and shift per image (aligned modes are not metric results, nor clipped).\n"
+        "n / images: the images averaged of the benchmark's; left out: "
+        + "; ".join(f"{k} = {v}" for k, v in EXCLUSION_REASONS.items())
+        + ".\n"
     )
+
+
+def excluded_markdown(scores: list[Scores]) -> str:
+    """The images left out of every mode's mean, per model, benchmark and reason, with example sample ids."""
+    lines = ["| model | benchmark | reason | images | examples |", "|---|---|---|---|---|"]
+    for s in scores:
+        for reason in EXCLUSION_REASONS:
+            hits = [e for e in s.excluded if e["reason"] == reason]
+            if hits:
+                examples = "; ".join(f"{e['sample_id']} ({e['detail']})" for e in hits[:_EXAMPLES])
+                lines.append(f"| {s.model} | {s.benchmark} | {reason} | {len(hits)} of {s.n_images} | {examples} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else "No image was left out of a mean.\n"
 
 
 def _png(fig) -> str:
@@ -122,11 +143,14 @@ def write(
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {"meta": meta, "results": results}
+    doc["excluded_images"] = [{"model": s.model, "benchmark": s.benchmark, **e} for s in scores for e in s.excluded]
     if dump:
         doc["per_sample"] = [{"model": s.model, "benchmark": s.benchmark, "samples": s.per_sample} for s in scores]
     (out / "report.json").write_text(json.dumps(doc, indent=1, default=float))
     table = markdown(results)
-    (out / "report.md").write_text(f"# Depth evaluation\n\n{table}")
+    (out / "report.md").write_text(
+        f"# Depth evaluation\n\n{table}\n## Images left out of the means\n\n{excluded_markdown(scores)}"
+    )
     figures = [_bars(results, "metric"), _bars(results, "median"), _error_vs_depth(scores)]
     figures += [_samples(name, k) for name, k in kept.items() if k]
     rows = "".join(

@@ -7,18 +7,21 @@ Examples:
 MODEL is a registered model, a run's model, or a checkpoint path (several: comma-separated). Baselines
 need no weights: `constant` predicts the median training depth everywhere; `oracle` is each model scaled
 by the per-image ground-truth median (its metric numbers show how much error is scale alone).
-Every result says whether the model saw the benchmark's dataset in training, read from its lineage.
+Every result says whether the benchmark is zero-shot or in-domain for the model, and why, read from its lineage
+(eval.domain). Metric mode scores predictions clipped to the protocol's depth range; an image left out of a mean
+(no scored pixel, a non-finite or non-positive prediction) is counted with its reason in report.json and report.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from eval import report
-from eval.harness import Scores, resolve_benchmark, score
+from eval.harness import EXCLUSION_REASONS, Scores, resolve_benchmark, score
 from eval.models import Loaded, constant_baseline, load_depth_model
 from store import StoreError, open_store
 from store.fs import parse_storage_options
@@ -50,7 +53,7 @@ def evaluate(
     if "constant" in baselines:
         entries.append((constant_baseline(store, models[0].train_datasets if models else None), False))
     if "oracle" in baselines:
-        entries += [(Loaded(f"{m.name} + oracle scale", m.model, m.train_datasets, m.run_id), True) for m in models]
+        entries += [(replace(m, name=f"{m.name} + oracle scale", info={}), True) for m in models]
     results, all_scores, kept = [], [], {}
     for loaded, oracle in entries:
         for bench in benches:
@@ -65,8 +68,16 @@ def evaluate(
         "store": store_url,
         "store_version": store.version,
         "benchmarks": {
-            b.dataset: {"split": b.split, "protocol": b.protocol.name, "n_rows": len(b.rows)} for b in benches
+            b.dataset: {
+                "split": b.split,
+                "protocol": b.protocol.name,
+                "n_rows": len(b.rows),
+                "depth_range_m": [b.protocol.min_depth_m, b.protocol.max_depth_m],
+            }
+            for b in benches
         },
+        "metric_mode": "no alignment; predictions clipped to the protocol's depth_range_m before scoring",
+        "exclusion_reasons": EXCLUSION_REASONS,
     }
     report.write(out, results, all_scores, kept, meta, dump)
     _log_to_mlflow(models, results, out)
@@ -74,7 +85,8 @@ def evaluate(
 
 
 def _as_oracle(scores: Scores) -> Scores:
-    """The oracle's metric numbers are the base model's median-aligned ones (per-image true scale)."""
+    """The oracle's metric numbers are the base model's median-aligned ones (per-image true scale, unclipped)."""
+    scores.depth_range_m = None
     for s in scores.per_sample:
         s["modes"] = {"metric": s["modes"]["median"], "median": s["modes"]["median"], "lsq": s["modes"]["lsq"]}
     return scores

@@ -24,6 +24,7 @@ def init_ray(num_cpus: int | None = None) -> None:
         ray.init(address=address, logging_level=logging.WARNING)
         return
     ray.init(
+        address="local",  # a new local runtime, even when a `ray start` cluster runs on this machine
         num_cpus=num_cpus or os.cpu_count() or 1,
         object_store_memory=LOCAL_OBJECT_STORE_BYTES,
         include_dashboard=False,

@@ -19,6 +19,10 @@ from store.codecs import DecodeError, decode_image, decode_rgb, depth_from_u16, 
 
 @dataclass(frozen=True)
 class AdapterInfo:
+    """Facts about a dataset source. `shares`: (other adapter, what) pairs for sources that hold the same images or
+    scenes as another adapter's, e.g. ("nyu", "NYUv2 frames"); evaluation reads them (symmetrically) to call a
+    benchmark in-domain for a model trained on either (eval.domain)."""
+
     name: str
     description: str
     sensor: str
@@ -29,6 +33,7 @@ class AdapterInfo:
     license: str = "see the dataset's terms"
     verified: str = ""
     version: int = 1
+    shares: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,11 @@ def doubts(info: AdapterInfo) -> list[str]:
     return out
 
 
+def shared_with(info: AdapterInfo) -> str:
+    """The record's `shares` as a cell: 'nyu (NYUv2 frames); ...', or '-' when it shares nothing."""
+    return "; ".join(f"{other} ({what})" for other, what in info.shares) or "-"
+
+
 def render() -> str:
     adapters = all_adapters()
     lines = [
@@ -57,13 +62,18 @@ def render() -> str:
         "`checked on`: **data** = run on real (or generated) samples, **devkit only** = written from devkits and",
         "loaders and tested on fixtures built in the native layout.",
         "",
-        "| " + " | ".join([title for title, _ in _COLUMNS] + ["checked on"]) + " |",
-        "|" + "---|" * (len(_COLUMNS) + 1),
+        "`shares sources with`: other adapters whose images or scenes this source also holds; a benchmark is not",
+        "zero-shot for a model trained on either (eval.domain).",
+        "",
+        "| " + " | ".join([title for title, _ in _COLUMNS] + ["checked on", "shares sources with"]) + " |",
+        "|" + "---|" * (len(_COLUMNS) + 2),
     ]
     for adapter in adapters.values():
         info = adapter.info
         lines.append(
-            "| " + " | ".join([_cell(getattr(info, attr)) for _, attr in _COLUMNS] + [checked_on(info)]) + " |"
+            "| "
+            + " | ".join([_cell(getattr(info, attr)) for _, attr in _COLUMNS] + [checked_on(info), shared_with(info)])
+            + " |"
         )
     lines += ["", "## Still unverified", ""]
     for name, adapter in adapters.items():

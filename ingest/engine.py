@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ingest.base import Item
 from ingest.registry import get_adapter
-from ingest.source import Source, SourceUnavailable
+from ingest.source import MAX_FILE_BYTES, MAX_IMAGE_PIXELS, Source, SourceUnavailable
 from schemas.sample import SampleError
 from store import Store, open_store
 from store.commit import COMMIT_ROWS, COMMIT_SECONDS, Committer
@@ -156,14 +156,20 @@ def ingest(
     retry_quarantined: bool = False,
     commit_rows: int = COMMIT_ROWS,
     commit_seconds: float = COMMIT_SECONDS,
+    create_bucket: bool = False,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> Summary:
     """Ingest a dataset's native files into a store. `workers=0` runs in this process (no Ray).
-    `retry_quarantined`: read only the quarantined items again and commit those that now pass."""
+    `retry_quarantined`: read only the quarantined items again and commit those that now pass.
+    `create_bucket`: make the store's bucket when missing (else that is an error: a typo must not create one).
+    An input file over `max_file_bytes` (or expanding beyond it) or an image over `max_image_pixels` is
+    quarantined before it is decoded."""
     adapter = get_adapter(adapter_name)
     options = dict(storage_options or {})
-    src = Source(src_url, options)
+    src = Source(src_url, options, max_file_bytes, max_image_pixels)
     src.check_readable()
-    store = open_store(store_url, options, create=True)
+    store = open_store(store_url, options, create=True, create_bucket=create_bucket)
     t0 = time.perf_counter()
     items = sorted(adapter.items(src, split, name or adapter.info.name), key=lambda it: (it.dataset, it.sample_id))
     if limit is not None:

@@ -36,3 +36,11 @@ def all_adapters() -> dict[str, Adapter]:
 
 def _load_all() -> None:
     import ingest.adapters  # noqa: F401 - importing the package registers every adapter
+
+    for adapter in ADAPTERS.values():
+        unknown = sorted({other for other, _ in adapter.info.shares} - set(ADAPTERS))
+        if unknown:
+            raise ValueError(
+                f"adapter {adapter.info.name!r} shares sources with unknown adapters {unknown}; "
+                f"valid: {', '.join(sorted(ADAPTERS))}"
+            )

@@ -9,6 +9,8 @@ sample twice. Rows are committed to the store's Delta tables in batches (--commi
 each commit is a catalog version. Rejected inputs go to the quarantine table with the file and the reason;
 --retry-quarantined reads them again and commits those that now pass (their history stays). A storage
 fault (timeouts, throttling, resets) is retried, then stops the run with one line: it is never quarantined.
+An input over --max-file-bytes (or a .gz expanding beyond it) or an image over --max-image-pixels is
+quarantined before it is decoded. A store's missing bucket is an error unless --create-bucket.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 
 from ingest.engine import DEFAULT_SHARD_SIZE, ingest
 from ingest.registry import all_adapters, get_adapter
-from ingest.source import SourceUnavailable
+from ingest.source import MAX_FILE_BYTES, MAX_IMAGE_PIXELS, SourceUnavailable
 from store import StoreError
 from store.codecs import RGB_POLICIES
 from store.commit import COMMIT_ROWS, COMMIT_SECONDS
@@ -69,6 +71,23 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read the quarantined items of the dataset again and commit those that now pass",
     )
+    p.add_argument(
+        "--create-bucket",
+        action="store_true",
+        help="create the store's bucket when it does not exist (without it a missing bucket is an error)",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=MAX_IMAGE_PIXELS,
+        help=f"quarantine an image whose header declares more pixels (default {MAX_IMAGE_PIXELS:_}), before decoding",
+    )
+    p.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=MAX_FILE_BYTES,
+        help=f"quarantine a source file bigger than this, or expanding beyond it (default {MAX_FILE_BYTES:_}: 1 GiB)",
+    )
     p.add_argument("--storage-options", help='JSON for fsspec/s3fs, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'')
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -101,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             retry_quarantined=args.retry_quarantined,
             commit_rows=args.commit_rows,
             commit_seconds=args.commit_seconds,
+            create_bucket=args.create_bucket,
+            max_image_pixels=args.max_image_pixels,
+            max_file_bytes=args.max_file_bytes,
         )
     except (KeyError, FileNotFoundError, StoreError, ValueError, SourceUnavailable, TableIOError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)

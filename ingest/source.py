@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import posixpath
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import fsspec
 
+from store.codecs import image_size
 from store.fs import url_to_fs
 
 T = TypeVar("T")
+# Bounds on one input, checked before anything is decoded, so one huge or crafted file is quarantined instead
+# of OOM-killing a worker (then Ray retries it, and every re-run dies at the same place). 100 MP: a 16-bit RGBA
+# image of that size decodes to 800 MB. 1 GiB: far above any image or lidar frame of the supported datasets.
+MAX_IMAGE_PIXELS = 100_000_000
+MAX_FILE_BYTES = 1 << 30
 # Transient storage faults: tries and the first wait (doubling) before the run stops with one clear line.
 READ_TRIES = 5
 FIRST_WAIT_S = 0.2
@@ -64,8 +73,12 @@ def retry_io(what: str, fn: Callable[[], T], tries: int = READ_TRIES, first_wait
 
 @dataclass(frozen=True)
 class Source:
+    """A dataset root and the bounds on what one of its files may hold (they travel with it to the workers)."""
+
     url: str
     storage_options: dict[str, Any] = field(default_factory=dict)
+    max_file_bytes: int = MAX_FILE_BYTES
+    max_image_pixels: int = MAX_IMAGE_PIXELS
 
     @property
     def fs_root(self) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -103,14 +116,58 @@ class Source:
         return retry_io(self.label(rel), lambda: fs.exists(path))
 
     def read_bytes(self, rel: str) -> bytes:
+        """The whole file, refused (SourceError) when over max_file_bytes, asked before reading, or when it is a
+        PNG or JPEG whose header declares more than max_image_pixels: nothing has decoded it yet."""
         fs, root = self.fs_root
         path = f"{root}/{self.safe_rel(rel)}"
         try:
-            return retry_io(self.label(rel), lambda: fs.cat_file(path))
+            size = retry_io(self.label(rel), lambda: fs.size(path))
+            if size is not None and size > self.max_file_bytes:
+                raise self.over_bytes(rel, f"file of {size} bytes")
+            data = retry_io(self.label(rel), lambda: fs.cat_file(path))
         except FileNotFoundError:
             raise SourceError(rel, "file not found") from None
         except (IsADirectoryError, NotADirectoryError):
             raise SourceError(rel, "is a folder, expected a file") from None
+        if len(data) > self.max_file_bytes:  # the file grew after its size was asked
+            raise self.over_bytes(rel, f"file of {len(data)} bytes")
+        if header := image_size(data):
+            self.check_pixels(rel, *header)
+        return data
+
+    def read_gzip(self, rel: str) -> bytes:
+        """A gzip file's content, refused when it expands beyond max_file_bytes: a small .gz can hold a thousand
+        times its size, so decompression stops one chunk past the limit."""
+        data = self.read_bytes(rel)  # outside the try: a storage fault (an OSError) is not a bad gzip file
+        chunks, total = [], 0
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+                # 1 MiB reads: one read(limit + 1) would allocate the whole limit up front, whatever the content.
+                while chunk := f.read(1 << 20):
+                    total += len(chunk)
+                    if total > self.max_file_bytes:
+                        raise self.over_bytes(rel, "gzip content (decompression stopped there)")
+                    chunks.append(chunk)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SourceError(rel, f"not a readable gzip file ({exc})") from None
+        return b"".join(chunks)
+
+    def check_pixels(self, rel: str, height: int, width: int) -> None:
+        """Refuse an image of more than max_image_pixels, from its header, before anything allocates it."""
+        if height * width > self.max_image_pixels:
+            raise SourceError(
+                rel,
+                f"image of {width}x{height} pixels ({height * width / 1e6:.1f} MP) is over the limit of "
+                f"{self.max_image_pixels / 1e6:g} MP (--max-image-pixels {self.max_image_pixels}; raise it to "
+                "ingest this image)",
+            )
+
+    def over_bytes(self, rel: str, what: str) -> SourceError:
+        """The error for a file, or what it expands to, beyond max_file_bytes (`what` says which, and its size)."""
+        limit = self.max_file_bytes
+        return SourceError(
+            rel, f"{what} is over the limit of {limit} bytes (--max-file-bytes {limit}; raise it to ingest this file)"
+        )
 
     def read_text(self, rel: str) -> str:
         try:

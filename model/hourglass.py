@@ -126,16 +126,21 @@ class HourglassDecoder(nn.Module):
         """feats fine -> coarse -> (depth, confidence), both B x 1 x (4 h) x (4 w) for stride-4 size h x w."""
         out = self.hourglass(self.neck(feats))  # B x (BIN_FEATURES + 1) x h x w
         bin_feats, confidence = out[:, :-1], out[:, -1:]
-        prob = self.bin_logits(bin_feats).softmax(dim=1)  # B x N_BINS x h x w
-        coarse = torch.sum(prob * self.bins_c, dim=1, keepdim=True)  # expected depth, canonical metres
-        b, _, h, w = coarse.shape
-        # Raw pixel indices (not normalised) of the stride-4 grid, channel 0 = x (column), 1 = y (row).
-        ys, xs = torch.meshgrid(
-            torch.arange(h, dtype=coarse.dtype, device=coarse.device),
-            torch.arange(w, dtype=coarse.dtype, device=coarse.device),
-            indexing="ij",
-        )
-        grid = torch.stack([xs, ys]).expand(b, 2, h, w)
-        residual = self.refine(torch.cat([coarse, grid, bin_feats], dim=1))
-        depth = F.interpolate(coarse, scale_factor=OUTPUT_STRIDE, mode="nearest") + REFINE_SCALE * residual
+        hidden = self.bin_logits[:-1](bin_feats)
+        # The depth head (bin logits, their expectation, the refinement) runs in the weights' precision even under
+        # autocast: bf16 keeps 8 mantissa bits, which would put ~0.4 % steps into logits, depth and its residual.
+        dtype = self.bin_logits[-1].weight.dtype
+        with torch.autocast(out.device.type, enabled=False):
+            prob = self.bin_logits[-1](hidden.to(dtype)).softmax(dim=1)  # B x N_BINS x h x w
+            coarse = torch.sum(prob * self.bins_c.to(dtype), dim=1, keepdim=True)  # expected depth, canonical metres
+            b, _, h, w = coarse.shape
+            # Raw pixel indices (not normalised) of the stride-4 grid, channel 0 = x (column), 1 = y (row).
+            ys, xs = torch.meshgrid(
+                torch.arange(h, dtype=dtype, device=coarse.device),
+                torch.arange(w, dtype=dtype, device=coarse.device),
+                indexing="ij",
+            )
+            grid = torch.stack([xs, ys]).expand(b, 2, h, w)
+            residual = self.refine(torch.cat([coarse, grid, bin_feats.to(dtype)], dim=1))
+            depth = F.interpolate(coarse, scale_factor=OUTPUT_STRIDE, mode="nearest") + REFINE_SCALE * residual
         return depth, F.interpolate(confidence, scale_factor=OUTPUT_STRIDE, mode="nearest")

@@ -27,6 +27,8 @@ LossFn = Callable[[Tensor, Tensor, Tensor, Tensor, torch.Generator], tuple[Tenso
 # below this a variance, median or normal sample says more about noise than the scene.
 MIN_PIXELS = 16
 SILOG_VARIANCE_FOCUS = 0.85  # lambda: 1 = fully scale invariant, 0 = plain log RMSE (Eigen et al. use 0.85)
+# The official Metric3D training code's lambda (training/mono/model/losses/SiLog.py, variance_focus=0.5).
+SILOG_METRIC3D_VARIANCE_FOCUS = 0.5
 VNL_TRIPLETS = 2048  # random triplets per image
 # A label triangle is kept when all its interior angles are at least this (near-collinear points give
 # an unstable normal) ...
@@ -116,6 +118,24 @@ def silog(
     keep = n >= MIN_PIXELS
     loss = _mean_over(per_image, keep)
     return loss, _floats({"silog": loss, "silog/log_bias": _mean_over(mean_d, keep)})
+
+
+@_float32_masked
+def silog_metric3d(
+    pred: Tensor, target: Tensor, mask: Tensor, k_px: Tensor, generator: torch.Generator
+) -> tuple[Tensor, dict[str, float]]:
+    """SiLog as the official Metric3D training code computes it: mean(d^2) - 0.5 * mean(d)^2, d = log pred - log
+    label, pooled over the valid pixels of the whole batch (not per image) and without the square root. Unlike there,
+    images with fewer than MIN_PIXELS valid pixels are left out, as in every loss here.
+
+    Metrics: silog_metric3d, and silog_metric3d/log_bias = mean d over the pooled pixels."""
+    d = torch.log(pred) - torch.log(target)  # 0 at unusable pixels, where both were set to 1
+    keep = (mask.sum((1, 2, 3)) >= MIN_PIXELS).view(-1, 1, 1, 1)
+    d = torch.where(keep, d, 0.0)
+    n = (mask & keep).sum().clamp_min(1)
+    mean_d = d.sum() / n
+    loss = (d * d).sum() / n - SILOG_METRIC3D_VARIANCE_FOCUS * mean_d * mean_d
+    return loss, _floats({"silog_metric3d": loss, "silog_metric3d/log_bias": mean_d})
 
 
 def _triangle_normals(points: Tensor) -> tuple[Tensor, Tensor]:
@@ -245,7 +265,7 @@ def rpnl(
     return loss, _floats({"rpnl": loss, "rpnl/kept_frac": keep.float().mean()})
 
 
-LOSSES: dict[str, LossFn] = {"silog": silog, "vnl": vnl, "pwn": pwn, "rpnl": rpnl}
+LOSSES: dict[str, LossFn] = {"silog": silog, "silog_metric3d": silog_metric3d, "vnl": vnl, "pwn": pwn, "rpnl": rpnl}
 
 
 def total_loss(

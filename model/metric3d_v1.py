@@ -4,54 +4,40 @@ forward() takes the official network input (ImageNet-normalised Bx3xHxW float32,
 returns (depth, confidence), each Bx1xHxW: depth in canonical metres (focal F_CANONICAL_PX), confidence the raw
 logit, as the official `prediction` and `confidence` outputs. infer() takes a photo and its intrinsics and
 returns metres, preprocessing as the official test code does (label-mode CSTM, fit into the input size,
-centred padding with the ImageNet mean).
+centred padding with the ImageNet mean). TrainableMetric3DV1 is the same network as train.loop drives every
+model: uint8 batch in, canonical depth out (the confidence is not trained, see docs/decisions.md).
 
-Hyper-parameters, from the official configs mono/configs/HourglassDecoder/conv{tiny,large}.0.3_150.py and
-their _base_ files: ConvNeXt-Tiny / -Large encoders, decoder_channel [64, 64, 128, 256] / [128, 128, 256, 512],
-depth_normalize (0.3, 150) canonical metres, crop_size (544, 1216), canonical focal 1000 px.
+Hyper-parameters (the registry entries in model.config), from the official configs
+mono/configs/HourglassDecoder/conv{tiny,large}.0.3_150.py and their _base_ files: ConvNeXt-Tiny / -Large encoders
+(drop_path_rate 0.4), decoder_channel [64, 64, 128, 256] / [128, 128, 256, 512], depth_normalize (0.3, 150)
+canonical metres, crop_size (544, 1216), canonical focal 1000 px.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from model.config import MODELS, Metric3DV1Config
 from model.hourglass import HourglassDecoder
-from model.net import IMAGENET_MEAN, IMAGENET_STD, backproject
+from model.net import IMAGENET_MEAN, IMAGENET_STD, backproject, load_state
 from pipelines.cstm import from_network, to_network
 
 ARCH = "metric3d_v1"  # the `arch` entry of our checkpoints holding this network (model.net.load_checkpoint)
 # The official test code pads the uint8 photo with the ImageNet mean, which OpenCV rounds to whole levels.
 PAD_RGB = tuple(round(v) for v in IMAGENET_MEAN)  # (124, 116, 104)
 MAX_DEPTH_M = 300.0  # the official demo clamps metric predictions to [0, 300] m
+ENCODER_STRIDE = 32  # the ConvNeXt's coarsest feature map: input sides must be multiples of it
 
 
-@dataclass(frozen=True)
-class Metric3DV1Config:
-    """One Metric3D v1 variant; saved inside our checkpoints.
-
-    encoder: timm ConvNeXt name; decoder_widths: neck channels per stride (4, 8, 16, 32), the official
-    decoder_channel; depth_range_c: the depth bins' span in canonical metres; input_hw: the network input
-    (height, width) an infer() call fits a photo into, multiples of 32."""
-
-    name: str
-    encoder: str
-    decoder_widths: tuple[int, int, int, int]
-    depth_range_c: tuple[float, float] = (0.3, 150.0)
-    input_hw: tuple[int, int] = (544, 1216)
-
-
-VARIANTS: dict[str, Metric3DV1Config] = {
-    # convtiny_hourglass_v1.pth: ConvNeXt-Tiny, 28 M parameters in the encoder.
-    "metric3d_v1_convtiny": Metric3DV1Config("metric3d_v1_convtiny", "convnext_tiny", (64, 64, 128, 256)),
-    # convlarge_hourglass_0.3_150_step750k_v1.1.pth: ConvNeXt-Large, 196 M parameters in the encoder.
-    "metric3d_v1_convlarge": Metric3DV1Config("metric3d_v1_convlarge", "convnext_large", (128, 128, 256, 512)),
-}
+# The Metric3D v1 entries of the model registry (model.config.MODELS).
+VARIANTS: dict[str, Metric3DV1Config] = {n: c for n, c in MODELS.items() if isinstance(c, Metric3DV1Config)}
 
 
 def get_variant(name: str, **overrides: object) -> Metric3DV1Config:
@@ -68,18 +54,27 @@ class Metric3DV1(nn.Module):
 
     def __init__(self, config: Metric3DV1Config) -> None:
         super().__init__()
-        if any(v % 32 for v in config.input_hw):
+        if any(v % ENCODER_STRIDE for v in config.input_hw):
             raise ValueError(f"input_hw {config.input_hw}: both sides must be multiples of 32 (the encoder stride)")
         self.config = config
-        self.encoder = timm.create_model(config.encoder, features_only=True, pretrained=False)
+        weights = {"pretrained": False}
+        if config.pretrained_path:
+            weights = {"pretrained": True, "pretrained_cfg_overlay": {"file": config.pretrained_path}}
+        self.encoder = timm.create_model(
+            config.encoder, features_only=True, drop_path_rate=config.drop_path_rate, **weights
+        )
         channels = tuple(self.encoder.feature_info.channels())  # strides 4, 8, 16, 32
         self.decoder = HourglassDecoder(channels, config.decoder_widths, config.depth_range_c)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised Bx3xHxW -> (depth canonical metres, confidence logit), each Bx1xHxW."""
         return self.decoder(self.encoder(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The official network's outputs: see network()."""
+        return self.network(x)
 
     @torch.no_grad()
     def infer(self, rgb: np.ndarray, k_px: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
@@ -97,10 +92,24 @@ class Metric3DV1(nn.Module):
         canvas[top : top + rh, left : left + rw] = net_rgb
         device = self.mean.device
         x = torch.from_numpy(canvas).to(device).permute(2, 0, 1)[None].float()
-        depth_c, _ = self((x - self.mean) / self.std)
+        depth_c, _ = self.network((x - self.mean) / self.std)
         depth_c = depth_c[0, 0, top : top + rh, left : left + rw].float().cpu().numpy()
         depth_m = np.clip(from_network(depth_c, plan, (h, w)), 0.0, MAX_DEPTH_M)
         return {"depth_m": depth_m, "points_m": backproject(depth_m, k_px), "k_px": np.asarray(k_px, np.float64)}
+
+
+class TrainableMetric3DV1(Metric3DV1):
+    """Metric3D v1 as train.loop drives every model: forward(rgb 0-255) -> canonical depth, same weights and keys."""
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        """rgb Bx3xHxW (uint8 or 0-255 float) -> depth Bx1xHxW canonical metres, float32; pads to the stride inside."""
+        h, w = rgb.shape[-2:]
+        x = (rgb.float() - self.mean) / self.std
+        # Zero after normalisation is the ImageNet mean colour, what the official test code pads with; bottom and
+        # right only, so the prediction's top-left h x w is the image's. Training crops are usually multiples already.
+        x = F.pad(x, (0, (-w) % ENCODER_STRIDE, 0, (-h) % ENCODER_STRIDE))
+        depth, _ = self.network(x)
+        return depth[..., :h, :w].float()
 
 
 def build_metric3d_v1(name: str) -> Metric3DV1:
@@ -191,7 +200,7 @@ def convert_official_state(official: dict[str, torch.Tensor], model: Metric3DV1)
 
 def read_official_state(path: str) -> dict[str, torch.Tensor]:
     """The `model_state_dict` of an official checkpoint file, read with weights_only=True (no code runs)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_state(path)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model_state_dict"), dict):
         raise ValueError(f"{path}: not an official Metric3D checkpoint (a dict with 'model_state_dict')")
     return checkpoint["model_state_dict"]
@@ -234,6 +243,7 @@ def from_checkpoint_state(state: dict) -> Metric3DV1:
     cfg = dict(state["model_config"])
     for field in ("decoder_widths", "depth_range_c", "input_hw"):
         cfg[field] = tuple(cfg[field])
+    cfg["pretrained_path"] = None  # the checkpoint holds the trained weights already
     model = Metric3DV1(Metric3DV1Config(**cfg))
     model.load_state_dict(state["model"])
     return model.eval()

@@ -8,7 +8,10 @@ hides CSTM, resize, pad and de-normalisation, returning metres.
 from __future__ import annotations
 
 import math
+import pickle
+import re
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import timm
@@ -78,8 +81,12 @@ class DepthNet(nn.Module):
         for stage, skip in zip(self.stages, reversed(feats[:-1])):
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = stage(torch.cat([y, skip], dim=1))
-        log_depth = self.head(y)[..., :h, :w].float()
-        return torch.exp(log_depth.clamp(*_LOG_DEPTH_RANGE))
+        y = self.head[:-1](y)
+        # The last conv and the exp run in the weights' precision (float32) even under autocast: a bf16 log-depth
+        # would be quantised in steps of 1.6-3.2 % of depth (8 mantissa bits on values of 2-7).
+        with torch.autocast(y.device.type, enabled=False):
+            log_depth = self.head[-1](y.to(self.head[-1].weight.dtype))[..., :h, :w]
+            return torch.exp(log_depth.clamp(*_LOG_DEPTH_RANGE))
 
     @torch.no_grad()
     def infer(self, rgb: np.ndarray, k_px: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
@@ -115,18 +122,38 @@ def backproject(depth_m: np.ndarray, k_px: tuple[float, float, float, float]) ->
     return np.stack([(u - cx) * depth_m / fx, (v - cy) * depth_m / fy, depth_m], axis=-1).astype(np.float32)
 
 
-def build_model(config: ModelConfig) -> DepthNet:
-    return DepthNet(config)
-
-
 def save_checkpoint(path: str, model: DepthNet, extra: dict | None = None) -> None:
     """Weights + the resolved model config (+ anything else, e.g. optimizer state): loading needs nothing else."""
     torch.save({"model_config": asdict(model.config), "model": model.state_dict(), **(extra or {})}, path)
 
 
+class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
+    """A checkpoint file holds pickled code or classes, not only tensors and plain values."""
+
+
+def load_state(path: str, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load(weights_only=True): tensors and plain types only, so a crafted file cannot run code.
+    Anything else is refused with an UnsafeCheckpointError naming the file and what it asked for."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message is a page of advice; keep the one fact that matters: what the file asked for.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        other = re.search(r"^\s*(Unsupported [^\n]*)", str(exc), re.MULTILINE)
+        what = (
+            f"it asks to call or build {found.group(1)}"
+            if found
+            else f"not a pickle of tensors and plain values ({other.group(1) if other else exc})"
+        )
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: {what}; a checkpoint may hold only tensors and plain values "
+            "(read with torch.load(weights_only=True), nothing in the file is run)"
+        ) from None
+
+
 def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
     """Any of our checkpoints -> (network in eval mode, the saved dict); imported Metric3D v1 ones by their `arch`."""
-    state = torch.load(path, map_location=map_location, weights_only=False)
+    state = load_state(path, map_location)
     if "arch" in state:  # only imported networks carry one; DepthNet checkpoints predate the field
         from model.metric3d_v1 import ARCH, from_checkpoint_state  # lazily: that module imports this one
 

@@ -71,9 +71,13 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def s3_bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
-    """A fresh bucket name per test (the store creates it)."""
+    """A fresh, existing bucket per test, created as a user would (a store never creates one unasked)."""
+    import s3fs
+
     name = "".join(c for c in request.node.name.lower() if c.isalnum())[:40]
-    return f"s3://t-{name}-{os.getpid()}"
+    bucket = f"t-{name}-{os.getpid()}"
+    s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True).mkdir(bucket)
+    return f"s3://{bucket}"
 
 
 @pytest.fixture

@@ -61,15 +61,27 @@ def test_written_tags_round_trip_through_pillow(tmp_path: Path) -> None:
     assert float(sub[FOCAL_LENGTH]) == 4.3 and float(sub[FOCAL_PLANE_X_RESOLUTION]) == 2540.0
 
 
-def test_35mm_equivalent_maps_36_mm_to_the_long_side(tmp_path: Path) -> None:
+def test_35mm_equivalent_by_the_diagonal(tmp_path: Path) -> None:
+    # 3:2, 300 x 200: diagonal 360.555 px; 24 mm * 360.555 / 43.2666 mm (the 36 x 24 mm diagonal) = 200 px, the
+    # long-side rule's 24 / 36 * 300 too.
     path = write_jpeg(tmp_path / "a.jpg", tags(f35=24), (300, 200))
-    assert focal_px_from_exif(path) == (pytest.approx(24 / 36 * 300), "exif_35mm")
+    assert focal_px_from_exif(path) == (pytest.approx(200.0), "exif_35mm")
     assert focal_px_from_exif(path.read_bytes()) == (pytest.approx(200.0), "exif_35mm")
+    # 4:3, 400 x 300 (a phone's shape): diagonal 500 px; 26 * 500 / 43.2666 = 300.4626 px (the long-side rule
+    # would give 26 / 36 * 400 = 288.89, 3.9 % less). Portrait or landscape, the diagonal is the same.
+    for size in ((400, 300), (300, 400)):
+        path = write_jpeg(tmp_path / f"{size[0]}.jpg", tags(f35=26), size)
+        assert focal_px_from_exif(path) == (pytest.approx(300.4626, abs=1e-4), "exif_35mm")
+        assert focal_px_from_exif(path)[0] == pytest.approx(26 * 500 / math.sqrt(36**2 + 24**2), rel=1e-12)
 
 
-def test_35mm_equivalent_wins_over_the_focal_plane(tmp_path: Path) -> None:
+def test_focal_plane_wins_over_the_35mm_equivalent(tmp_path: Path) -> None:
+    # 4 mm at 2540 px per inch = 100 px per mm -> 400 px, whatever the 35 mm equivalent says (24 mm -> 200 px).
     path = write_jpeg(tmp_path / "a.jpg", tags(f35=24, f_mm=IFDRational(4), xres=IFDRational(2540), unit=2))
-    assert focal_px_from_exif(path)[1] == "exif_35mm"
+    assert focal_px_from_exif(path) == (pytest.approx(400.0), "exif_focal_plane")
+    # An untrusted focal-plane unit leaves the 35 mm equivalent to decide.
+    odd_unit = write_jpeg(tmp_path / "b.jpg", tags(f35=24, f_mm=IFDRational(4), xres=IFDRational(2540), unit=1))
+    assert focal_px_from_exif(odd_unit) == (pytest.approx(200.0), "exif_35mm")
 
 
 def test_focal_plane_resolution_in_inches(tmp_path: Path) -> None:
@@ -107,7 +119,7 @@ def test_orientation_6_loads_portrait_with_the_same_focal(tmp_path: Path) -> Non
     rgb, info = load_photo(path)
     assert rgb.dtype == np.uint8 and rgb.shape == (300, 200, 3)  # stored landscape, viewed portrait
     assert (info.orientation, info.stored_wh) == (6, (300, 200))
-    assert (info.f_px, info.focal_source) == (pytest.approx(200.0), "exif_35mm")  # long side is 300 either way
+    assert (info.f_px, info.focal_source) == (pytest.approx(200.0), "exif_35mm")  # the diagonal is the same
     # Orientation 6 = rotate 90 degrees clockwise to view: the stored top-left red block ends up top-right.
     assert rgb[10, -10, 0] > 200 and rgb[10, -10, 2] < 50
     assert rgb[10, 10, 0] < 50 and rgb[10, 10, 2] > 200

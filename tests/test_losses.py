@@ -238,9 +238,9 @@ def test_total_loss_sums_weighted_terms_in_order():
 
 def test_total_loss_rejects_unknown_and_empty_weights():
     label, valid, _ = noisy_scene(9)
-    with pytest.raises(KeyError, match="'ssi'.*valid: pwn, rpnl, silog, vnl"):
+    with pytest.raises(KeyError, match="'ssi'.*valid: pwn, rpnl, silog, silog_metric3d, vnl"):
         total_loss(label, label, valid, k_px(2), {"silog": 1.0, "ssi": 1.0}, gen())
-    with pytest.raises(ValueError, match="valid: pwn, rpnl, silog, vnl"):
+    with pytest.raises(ValueError, match="valid: pwn, rpnl, silog, silog_metric3d, vnl"):
         total_loss(label, label, valid, k_px(2), {}, gen())
 
 

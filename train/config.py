@@ -18,15 +18,22 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model_name: str = "metric3d"  # model registry name (model.config.MODELS)
+    model_name: str = "metric3d_v1_convlarge"  # model registry name (model.config.MODELS)
     cstm: str = "label"  # label | image | none (the ablation switch)
     steps: int = 500_000  # optimiser steps (global batches)
     batch_size: int = 192  # global batch; each of num_workers ranks takes batch_size / num_workers
     crop_hw: tuple[int, int] = (512, 960)  # training crop, pixels (height, width)
     ratio_range: tuple[float, float] = (0.9, 1.4)  # random resize around the canonical scale
-    lr: float = 1e-4  # AdamW
-    weight_decay: float = 0.01
-    poly_power: float = 0.9  # lr * (1 - step / steps) ** poly_power
+    lr: float = 1e-4  # AdamW, the decoder's (every parameter outside `encoder.`)
+    encoder_lr_scale: float = 1.0  # the encoder's lr = lr * encoder_lr_scale
+    weight_decay: float = 0.01  # AdamW, the decoder's
+    encoder_weight_decay_scale: float = 1.0  # the encoder's weight decay = weight_decay * encoder_weight_decay_scale
+    adam_eps: float = 1e-8
+    poly_power: float = 0.9  # each group: (its lr - min_lr) * (1 - step / steps) ** poly_power + min_lr
+    min_lr: float = 0.0  # absolute, the same for both groups; at most the encoder's lr
+    warmup_steps: int = 0  # linear warm-up over the first warmup_steps steps (0 = none) ...
+    warmup_ratio: float = 1e-6  # ... starting at warmup_ratio times the scheduled lr
+    grad_clip_norm: float = 0.0  # clip the global L2 norm of all gradients to this before each step (0 = off)
     seed: int = 0
     datasets: tuple[str, ...] = ()  # store dataset names; empty = every train-split dataset
     mix_weights: tuple[float, ...] = ()  # one per dataset; empty = equal shares whatever the sizes
@@ -45,6 +52,19 @@ class TrainConfig:
     max_failures: int = 2  # worker-group restarts from the last checkpoint
     pretrained_path: str = ""  # local ImageNet weights for the encoder (nothing is fetched from a hub)
     fail_at_step: int = -1  # fault drill: the last rank raises once at this step (tests recovery)
+    max_bad_samples: int = 10  # corrupt samples skipped (and replaced) before the run stops, naming them
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and self.encoder_lr_scale > 0):
+            raise ValueError(f"lr and encoder_lr_scale must be > 0; got {self.lr}, {self.encoder_lr_scale}")
+        if not 0.0 <= self.min_lr <= self.lr * self.encoder_lr_scale:
+            raise ValueError(f"min_lr {self.min_lr} must be in [0, the encoder's lr {self.lr * self.encoder_lr_scale}]")
+        if self.warmup_steps < 0 or not 0.0 < self.warmup_ratio <= 1.0:
+            raise ValueError(
+                f"need warmup_steps >= 0 and 0 < warmup_ratio <= 1; got {self.warmup_steps}, {self.warmup_ratio}"
+            )
+        if self.grad_clip_norm < 0:
+            raise ValueError(f"grad_clip_norm must be >= 0 (0 = no clipping); got {self.grad_clip_norm}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

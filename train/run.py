@@ -6,7 +6,8 @@ Examples:
   RAY_ADDRESS=auto python -m train.run --config metric3d_convnext_large --store s3://bucket/store
 --set key=value sets any field of train.config.TrainConfig (tuples as comma lists, losses as name:weight).
 Local Ray by default (RAY_ADDRESS selects a cluster); MLflow in ./mlflow.db unless MLFLOW_TRACKING_URI is set.
-The last line names the registered model version and its URI.
+The last line names the registered model version and its URI. A corrupt sample is replaced and counted (MLflow
+metric bad_samples, artifact bad_samples.json); more than max_bad_samples stops the run with one line naming them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,12 @@ import numpy as np
 
 from pipelines import catalog_digest, plan_epoch
 from pipelines.cstm import check_mode
+from pipelines.loading import check_bad_samples
 from store import StoreError, open_store
 from store.fs import parse_storage_options
 from train import tracking
 from train.config import TrainConfig, load_config
-from train.loop import CHECKPOINT_FILE, train_loop
+from train.loop import CHECKPOINT_FILE, read_bad_samples, train_loop
 
 
 def _absolute(path: str) -> str:
@@ -51,7 +54,7 @@ def train(
     from model import get_model_config
 
     check_mode(cfg.cstm)
-    get_model_config(cfg.model_name)  # fail before starting anything on an unknown name
+    get_model_config(cfg.model_name, cstm=cfg.cstm)  # fail before starting anything: unknown name, unsupported cstm
     store_url = _absolute(store_url)
     # The run pins the catalog version it starts on: every rank and loader actor (and every restart after a
     # failure) reads exactly these rows, whatever an ingest commits meanwhile.
@@ -94,6 +97,8 @@ def train(
             raise result.error
         local = tempfile.mkdtemp(prefix="ckpt-")
         result.checkpoint.to_directory(local)
+        # A run the workers stopped for corrupt samples fails here, naming them, and registers nothing.
+        check_bad_samples(read_bad_samples(local), cfg.max_bad_samples)
         checkpoint_path = os.path.join(local, CHECKPOINT_FILE)
         mlflow.log_artifact(checkpoint_path, artifact_path="checkpoint")
         _log_previews(checkpoint_path, store, plan, cfg.preview_count)
@@ -110,9 +115,28 @@ def train(
         }
 
 
-def _forwarded_env() -> dict[str, str]:
-    """The driver's S3, MLflow and hub settings for the workers (a cluster's workers start without them)."""
-    return {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MLFLOW_", "HF_"))}
+# What the workers need to find S3, MLflow and the hub: places and names, never a secret. Ray stores a runtime
+# env and shows it in its dashboard and state API, so keys, session tokens and passwords stay out: workers take
+# credentials from their node's own chain (the raylet's env, an instance profile or web identity, ~/.aws,
+# ~/.mlflow/credentials). docs/operations.md, "Secrets".
+FORWARDED_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",  # a path: the token itself stays in the node's file
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "HF_HUB_OFFLINE",
+)
+
+
+def _forwarded_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The driver's variables named in FORWARDED_ENV, for the workers' runtime env (no secret values)."""
+    return {k: environ[k] for k in FORWARDED_ENV if k in environ}
 
 
 def _log_previews(checkpoint_path: str, store, plan, count: int) -> None:

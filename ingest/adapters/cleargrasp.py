@@ -78,7 +78,8 @@ def _unzip_chunk(payload: bytes, expected: int) -> bytes:
     """EXR ZIP/ZIPS chunk: zlib, then undo the byte-delta predictor and the even/odd byte split."""
     if len(payload) == expected:
         return payload  # stored uncompressed when compression would not shrink it
-    t = np.frombuffer(zlib.decompress(payload), np.uint8).astype(np.int64)
+    # At most one byte past the expected size is inflated: a crafted chunk cannot expand beyond it.
+    t = np.frombuffer(zlib.decompressobj().decompress(payload, expected + 1), np.uint8).astype(np.int64)
     if t.size != expected:
         raise ExrError(f"chunk inflates to {t.size} bytes, expected {expected}")
     t[1:] -= 128
@@ -88,6 +89,16 @@ def _unzip_chunk(payload: bytes, expected: int) -> bytes:
     out[0::2] = t[:half]
     out[1::2] = t[half:]
     return out.tobytes()
+
+
+def exr_size(data: bytes) -> tuple[int, int]:
+    """(height, width) of an OpenEXR file's data window, from its header alone."""
+    attrs, _ = _exr_header(data)
+    try:
+        xmin, ymin, xmax, ymax = struct.unpack("<iiii", attrs["dataWindow"])
+    except (KeyError, struct.error) as exc:
+        raise ExrError(f"missing or bad header attribute ({exc!r})") from None
+    return ymax - ymin + 1, xmax - xmin + 1
 
 
 def read_exr_channel(data: bytes, channel: str = "R") -> np.ndarray:
@@ -133,8 +144,10 @@ def read_exr_channel(data: bytes, channel: str = "R") -> np.ndarray:
 
 def read_depth_exr(src: Source, rel: str) -> np.ndarray:
     """ClearGrasp EXR depth -> float32 metres, 0 where NaN, inf or <= 0."""
+    data = src.read_bytes(rel)
     try:
-        depth = read_exr_channel(src.read_bytes(rel), "R")
+        src.check_pixels(rel, *exr_size(data))  # before the reader allocates the declared window
+        depth = read_exr_channel(data, "R")
     except ExrError as exc:
         raise SourceError(rel, str(exc)) from None
     return np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)

@@ -59,8 +59,14 @@ def _read_points(src: Source, rel: str, xyz: list[int]) -> np.ndarray:
     """Nx3 float64 points (metres) from a DGP .npz: a 2-D array under `data`, or a structured one with X,Y,Z."""
     raw = src.read_bytes(rel)
     try:
+        # An .npz is a zip: the members' declared sizes bound what np.load inflates (zipfile stops there).
+        declared = sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(raw)).infolist())
+        if declared > src.max_file_bytes:
+            raise src.over_bytes(rel, f".npz content of {declared} bytes")
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             data = npz["data"]
+    except SourceError:
+        raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise SourceError(rel, f"not a readable .npz point cloud ({exc})") from None
     except KeyError:

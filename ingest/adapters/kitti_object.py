@@ -84,6 +84,8 @@ class KittiObject:
         splits="train (training/), test (testing/)",
         eval_protocol="default",
         license="CC BY-NC-SA 3.0 (KITTI); converted datasets keep their own terms",
+        # The object benchmark's frames are taken from the raw drives (devkit mapping), Eigen test drives included.
+        shares=(("kitti", "KITTI raw drives"),),
         verified=(
             "OpenPCDet KITTI frames 000000, 000001 and an Argoverse 1 frame in KITTI format (real): statistics "
             "match the samples' READMEs; R_rect / Tr_velo_cam spellings from the tracking devkit, not checked"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Iterator
+from dataclasses import replace
 
 from ingest.base import AdapterInfo, Item, make_sample, read_depth_png, read_rgb
 from ingest.registry import register
@@ -22,7 +23,7 @@ _SENSOR_BY_SCALE = {256.0: "lidar", 1000.0: "structured_light", 5000.0: "structu
 
 def _folder(src: Source) -> tuple[Source, str]:
     url = src.url.rstrip("/")
-    return Source(posixpath.dirname(url) or ".", src.storage_options), posixpath.basename(url)
+    return replace(src, url=posixpath.dirname(url) or "."), posixpath.basename(url)  # the same options and limits
 
 
 def resolve_suffix(root: Source, path: str) -> str:

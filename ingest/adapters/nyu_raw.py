@@ -166,6 +166,8 @@ class NyuRaw:
         splits="none in the dump: every frame gets --split (default train); the official scene split is not applied",
         eval_protocol="none (training set; NYU is evaluated on its labeled/official test frames)",
         license="not stated by the source (academic use)",
+        # Every raw scene, the official test scenes included: no scene split is applied (see splits).
+        shares=(("nyu", "NYUv2 scenes"),),
         verified=(
             "one real raw frame (Open3D test data) laid out as a scene: the unregistered decode matches its README "
             "(min, median, max, valid fraction); the registration equals an independent evaluation of the "

@@ -12,10 +12,8 @@ PandaSet ships no train/val/test split: every frame gets --split (default train)
 
 from __future__ import annotations
 
-import gzip
 import json
 import pickle
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,11 +42,9 @@ def _json(src: Source, rel: str) -> Any:
 
 def read_world_points(src: Source, rel: str) -> np.ndarray:
     """Nx3 float64 world-frame points (m) from a PandaSet lidar .pkl.gz."""
-    raw = src.read_bytes(rel)
+    data = src.read_gzip(rel)  # bounded: a small .gz can expand beyond any memory
     try:
-        frame = load_dataframe(gzip.decompress(raw))
-    except (OSError, EOFError, zlib.error) as exc:
-        raise SourceError(rel, f"not a readable gzip file ({exc})") from None
+        frame = load_dataframe(data)
     except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise SourceError(rel, f"not a PandaSet lidar DataFrame pickle ({exc})") from None
     missing = {"x", "y", "z"} - set(frame.columns)

@@ -60,6 +60,8 @@ class Sunrgbd:
         splits="not in SUNRGBD.zip (toolbox allsplit.mat): every frame gets --split (default train)",
         eval_protocol="default",
         license="not stated by the source",
+        # kv1/NYUdata holds the 1449 labelled NYUv2 frames (the 654 test frames included), taken from the raw scenes.
+        shares=(("nyu", "NYUv2 frames"), ("nyu_raw", "NYUv2 scenes")),
         verified=(
             "one Open3D SUN RGB-D frame (real): depth decode matches the sample's README; the sample has no "
             "intrinsics.txt, so the intrinsics format (3x3 row-major) and the realsense sensor kind are unverified"

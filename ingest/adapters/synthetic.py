@@ -21,7 +21,7 @@ _LAYOUTS = ("kitti", "nyu")
 
 
 def _sub(src: Source, layout: str) -> Source:
-    return Source(f"{src.url.rstrip('/')}/{layout}", src.storage_options)
+    return replace(src, url=f"{src.url.rstrip('/')}/{layout}")  # the same options and limits
 
 
 @register
