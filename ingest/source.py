@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import posixpath
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import Any, TypeVar
 import fsspec
 
 from store.codecs import image_size
-from store.fs import url_to_fs
+from store.fs import StorageUnavailable, retry_io, url_to_fs
 
 T = TypeVar("T")
 # Bounds on one input, checked before anything is decoded, so one huge or crafted file is quarantined instead
@@ -22,11 +21,6 @@ T = TypeVar("T")
 # image of that size decodes to 800 MB. 1 GiB: far above any image or lidar frame of the supported datasets.
 MAX_IMAGE_PIXELS = 100_000_000
 MAX_FILE_BYTES = 1 << 30
-# Transient storage faults: tries and the first wait (doubling) before the run stops with one clear line.
-READ_TRIES = 5
-FIRST_WAIT_S = 0.2
-# Exceptions of these packages come from the storage client itself (connection resets, throttling, 5xx).
-_BACKEND_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "s3fs", "fsspec")
 
 
 class SourceError(ValueError):
@@ -38,37 +32,14 @@ class SourceError(ValueError):
         self.reason = reason
 
 
-class SourceUnavailable(OSError):
+class SourceUnavailable(StorageUnavailable):
     """The source's storage did not answer (timeouts, throttling, resets, permissions) after the retries:
     a transient fault that stops the run; it is never quarantined, so a re-run reads the item again."""
 
 
-def is_transient(exc: BaseException) -> bool:
-    """A storage fault rather than a fault of the input: worth retrying, never quarantined."""
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, SourceError)):
-        return False
-    if isinstance(exc, OSError):
-        return True
-    return type(exc).__module__.split(".")[0] in _BACKEND_MODULES
-
-
-def retry_io(what: str, fn: Callable[[], T], tries: int = READ_TRIES, first_wait_s: float = FIRST_WAIT_S) -> T:
-    """Call `fn`, retrying transient faults with exponential backoff; then SourceUnavailable naming `what`."""
-    wait = first_wait_s
-    for attempt in range(tries):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - classified right here
-            if not is_transient(exc):
-                raise
-            if attempt == tries - 1:
-                raise SourceUnavailable(
-                    f"{what}: {type(exc).__name__}: {exc} (still failing after {tries} tries; a storage fault, "
-                    "nothing was quarantined: re-run once the source answers)"
-                ) from exc
-            time.sleep(wait)
-            wait *= 2
-    raise AssertionError("unreachable")
+def retry_source(what: str, fn: Callable[[], T]) -> T:
+    """A source read with transient faults retried (store.fs.retry_io), then SourceUnavailable naming `what`."""
+    return retry_io(what, fn, error=SourceUnavailable, hint="nothing was quarantined: re-run once the source answers")
 
 
 @dataclass(frozen=True)
@@ -113,7 +84,7 @@ class Source:
     def exists(self, rel: str) -> bool:
         fs, root = self.fs_root
         path = f"{root}/{self.safe_rel(rel)}"
-        return retry_io(self.label(rel), lambda: fs.exists(path))
+        return retry_source(self.label(rel), lambda: fs.exists(path))
 
     def read_bytes(self, rel: str) -> bytes:
         """The whole file, refused (SourceError) when over max_file_bytes, asked before reading, or when it is a
@@ -121,10 +92,10 @@ class Source:
         fs, root = self.fs_root
         path = f"{root}/{self.safe_rel(rel)}"
         try:
-            size = retry_io(self.label(rel), lambda: fs.size(path))
+            size = retry_source(self.label(rel), lambda: fs.size(path))
             if size is not None and size > self.max_file_bytes:
                 raise self.over_bytes(rel, f"file of {size} bytes")
-            data = retry_io(self.label(rel), lambda: fs.cat_file(path))
+            data = retry_source(self.label(rel), lambda: fs.cat_file(path))
         except FileNotFoundError:
             raise SourceError(rel, "file not found") from None
         except (IsADirectoryError, NotADirectoryError):
@@ -179,4 +150,4 @@ class Source:
         """Relative paths under the root matching `pattern`, sorted."""
         fs, root = self.fs_root
         n = len(root) + 1
-        return sorted(p[n:] for p in retry_io(f"{self.url}/{pattern}", lambda: fs.glob(f"{root}/{pattern}")))
+        return sorted(p[n:] for p in retry_source(f"{self.url}/{pattern}", lambda: fs.glob(f"{root}/{pattern}")))

@@ -18,7 +18,7 @@ from schemas.catalog import CATALOG_COLUMNS, QUARANTINE_COLUMNS
 from schemas.sample import Sample, SampleMeta
 from store import layout
 from store.codecs import DecodeError, checksum, decode_depth_payload, decode_rgb_payload
-from store.fs import atomic_write, is_local, storage_options_from_env, url_to_fs
+from store.fs import StorageUnavailable, atomic_write, is_local, retry_io, storage_options_from_env, url_to_fs, where
 from store.table import DeltaRef, TableIOError, arrow_filesystem, delta_options
 
 # The catalog columns `read_arrays` needs (locate, verify, decode) plus the intrinsics and valid fraction
@@ -109,7 +109,7 @@ class Store:
             self._catalog = self.catalog_ref.open(version)
             self._quarantine = self.quarantine_ref.open()
         except TableIOError as exc:
-            raise StoreError(f"cannot reach store {self.url}: {exc}") from exc
+            raise StoreError(f"cannot reach store {where(self.url, self.storage_options)}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - delta-rs reports a missing version as a generic error
             raise StoreError(self._missing_version(version, exc)) from exc
         self._rows: tuple[int, dict[str, dict[str, Any]]] | None = None
@@ -132,7 +132,7 @@ class Store:
         try:
             exists = self.fs.exists(path)
         except Exception as exc:  # noqa: BLE001 - any backend error here means the URL is unusable
-            raise StoreError(f"cannot reach store {self.url}: {exc}") from exc
+            raise StoreError(f"cannot reach store {where(self.url, self.storage_options)}: {exc}") from exc
         if not exists:
             if not create:
                 raise StoreError(f"{self.url} is not a store (no store.json); ingest into it first")
@@ -178,7 +178,7 @@ class Store:
             self._catalog.update_incremental()
             self._quarantine.update_incremental()
         except Exception as exc:  # noqa: BLE001 - storage faults already retried inside delta-rs
-            raise StoreError(f"cannot refresh store {self.url}: {exc}") from exc
+            raise StoreError(f"cannot refresh store {where(self.url, self.storage_options)}: {exc}") from exc
 
     def at_version(self, version: int | None = None) -> Store:
         """The same store pinned at `version` (default: the version this one reads now): what a run hands its
@@ -248,24 +248,29 @@ class Store:
     def read_payloads(self, row: dict[str, Any], via_zarr: bool = False) -> tuple[bytes, bytes]:
         """The stored bytes of one catalog row, checksum verified: one range read per array, at the offsets
         the writer took from the shard index (`via_zarr` reads through zarr's API instead, for audits)."""
-        where = f"sample {row['sample_id']} (shard {row['dataset']}/{row['shard']})"
-        try:
+        what = f"sample {row['sample_id']} (shard {row['dataset']}/{row['shard']})"
+
+        def fetch() -> tuple[bytes, ...]:
             if via_zarr:
                 rgb_arr, depth_arr = self._open_arrays(row["dataset"], row["shard"])
-                payloads = (_element_bytes(rgb_arr[row["index"]]), _element_bytes(depth_arr[row["index"]]))
-            else:
-                payloads = tuple(
-                    self.fs.cat_file(
-                        layout.array_file(self.root, row["dataset"], row["shard"], name),
-                        start=row[f"{name}_offset"],
-                        end=row[f"{name}_offset"] + row[f"{name}_bytes"],
-                    )
-                    for name in ("rgb", "depth")
+                return (_element_bytes(rgb_arr[row["index"]]), _element_bytes(depth_arr[row["index"]]))
+            return tuple(
+                self.fs.cat_file(
+                    layout.array_file(self.root, row["dataset"], row["shard"], name),
+                    start=row[f"{name}_offset"],
+                    end=row[f"{name}_offset"] + row[f"{name}_bytes"],
                 )
+                for name in ("rgb", "depth")
+            )
+
+        try:
+            payloads = retry_io(what, fetch)
+        except StorageUnavailable as exc:  # the storage, not the sample: never reported as corrupt
+            raise StoreError(f"{exc} at {where(self.url, self.storage_options)}") from exc
         except Exception as exc:  # noqa: BLE001 - a corrupted or missing shard can fail inside any layer
-            raise CorruptSampleError(f"{where}: cannot read its arrays: {exc}") from exc
+            raise CorruptSampleError(f"{what}: cannot read its arrays: {exc}") from exc
         if checksum(*payloads) != row["checksum"]:
-            raise CorruptSampleError(f"{where}: checksum mismatch, the stored bytes were altered")
+            raise CorruptSampleError(f"{what}: checksum mismatch, the stored bytes were altered")
         return payloads
 
     def read(self, sample_id: str) -> Sample:

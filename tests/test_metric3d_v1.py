@@ -185,4 +185,5 @@ def test_cli_help_and_refusals(tmp_path, capsys):
     evil = tmp_path / "evil.pth"
     torch.save({"model_state_dict": {}, "hook": os.getcwd}, evil)
     assert import_main([str(evil), "--name", TINY]) == 2
-    assert capsys.readouterr().err.startswith("error: Weights only load failed")
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {evil}: refused to load") and "posix.getcwd" in err and err.count("\n") == 1
