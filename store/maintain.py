@@ -14,21 +14,28 @@ Versions older than the retention cannot be opened after a vacuum.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from deltalake import CommitProperties, write_deltalake
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import CommitProperties
 from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import AddAction
 
 from schemas.catalog import CATALOG_COLUMNS, QUARANTINE_COLUMNS
 from store import StoreError, open_store
 from store.store import Store
 from store.table import PARTITION, DeltaRef
 
+COMPACT_ROW_GROUP_ROWS = 131_072
+COMPACT_FILE_ROWS = 2_000_000  # ~0.3 GB files: large enough to open fast, small enough to read in parallel
 DEFAULT_RETAIN_HOURS = 168.0  # Delta Lake's own default (7 days): long enough for any pinned run to start
 
 
@@ -41,18 +48,33 @@ class Report:
 
 def _compact(ref: DeltaRef, name: str, schema: pa.Schema, out: Report) -> None:
     """Rewrite each dataset's files as few large ones, rows in canonical order with their row_key kept, one
-    replace-where commit per dataset (pinned versions keep reading their own files until a vacuum)."""
+    replace-where commit per dataset (pinned versions keep reading their own files until a vacuum).
+
+    The files are written here with Arrow and committed as add actions: delta-rs's own writers (and its
+    compact/z_order) spread rows over their output out of order, which would cost every reader a sort."""
     dt = ref.open()
     adds = pa.table(dt.get_add_actions(flatten=True))
     files = Counter(adds[f"partition.{PARTITION}"].to_pylist())
     rewritten = 0
     for dataset in sorted(d for d, n in files.items() if n > 1):
-        rows = ref.read(dt, schema, None, (), datasets=[dataset]).cast(schema)
+        rows = ref.read(dt, schema, None, (), datasets=[dataset]).cast(schema).drop_columns([PARTITION])
+        actions = [
+            _write_file(ref, dataset, rows.slice(start, COMPACT_FILE_ROWS))
+            for start in range(0, rows.num_rows, COMPACT_FILE_ROWS)
+        ]
         props = CommitProperties(max_commit_retries=0, custom_metadata={"metricdepth.operation": "compact"})
         try:
-            write_deltalake(dt, rows, mode="overwrite", predicate=f"{PARTITION} = '{dataset}'", commit_properties=props)
+            dt.create_write_transaction(
+                actions,
+                mode="overwrite",
+                schema=schema,
+                partition_by=[PARTITION],
+                partition_filters=[(PARTITION, "=", dataset)],
+                commit_properties=props,
+            )
         except CommitFailedError:
             raise StoreError(f"{ref.uri}: another writer committed while compacting {dataset}; run it again") from None
+        dt = ref.open()
         rewritten += files[dataset]
     dt.create_checkpoint()
     after = len(ref.open().file_uris())
@@ -60,6 +82,23 @@ def _compact(ref: DeltaRef, name: str, schema: pa.Schema, out: Report) -> None:
         f"{name}: compacted {len(adds)} -> {after} files ({rewritten} rewritten), version {dt.version()}, "
         "log checkpointed"
     )
+
+
+def _write_file(ref: DeltaRef, dataset: str, rows: pa.Table) -> AddAction:
+    """One Parquet data file of the table (rows as given, partition column left out as Delta does), and the
+    add action that commits it, with the statistics readers order files by."""
+    relative = f"{PARTITION}={dataset}/part-compact-{uuid.uuid4().hex}.parquet"
+    path = ref.file_path(relative)
+    pq.write_table(rows, path, filesystem=ref.filesystem, row_group_size=COMPACT_ROW_GROUP_ROWS, compression="zstd")
+    keys = rows["row_key"]
+    stats = {
+        "numRecords": rows.num_rows,
+        "minValues": {"row_key": pc.min(keys).as_py()},
+        "maxValues": {"row_key": pc.max(keys).as_py()},
+        "nullCount": {"row_key": 0},
+    }
+    size = ref.filesystem.get_file_info(path).size
+    return AddAction(relative, size, {PARTITION: dataset}, int(time.time() * 1000), False, json.dumps(stats))
 
 
 def _vacuum_table(ref: DeltaRef, name: str, hours: float, out: Report) -> None:

@@ -121,6 +121,10 @@ class DeltaRef:
     def exists(self) -> bool:
         return _retrying(f"look up {self.uri}", lambda: DeltaTable.is_deltatable(self.uri, self.options))
 
+    def file_path(self, relative: str) -> str:
+        """The path of one of the table's files for `filesystem` (relative to the table root)."""
+        return self._path(relative)
+
     def _path(self, relative: str) -> str:
         base = self.uri.removeprefix("s3://").removeprefix("file://").rstrip("/")
         return f"{base}/{relative}"

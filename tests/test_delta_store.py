@@ -148,6 +148,9 @@ def test_compaction_keeps_every_versions_rows_and_order_and_vacuum_removes_orpha
     assert "compacted 12 -> 2 files" in capsys.readouterr().out
     after = open_store(url)
     assert after.version > pinned_version
+    for path in (tmp_path / "s" / "catalog").glob("dataset=*/part-compact-*.parquet"):  # written in key order
+        keys = pq.read_table(path, columns=["row_key"])["row_key"].to_numpy()
+        assert (np.diff(keys) > 0).all()
     assert after.catalog().to_pylist() == before  # latest: same rows, same order
     assert open_store(url, version=pinned_version).catalog().to_pylist() == before  # the pinned version too
     assert maintain_main([url, "--vacuum", "--retain-hours", "0"]) == 0
