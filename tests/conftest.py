@@ -18,6 +18,14 @@ REAL = REPO.parent / "shared" / "data" / "real"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched from a hub, ever: fail fast instead of retrying
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# The test machine's own credential chain (moto accepts any keys): set before any Ray runtime starts, so Ray
+# workers find them in their node's environment, as cluster nodes do; train.run never forwards secrets.
+for _key, _value in (
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+):
+    os.environ.setdefault(_key, _value)
 
 
 @pytest.fixture(scope="session")

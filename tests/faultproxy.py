@@ -43,9 +43,21 @@ class FaultProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _forward(self) -> None:
+            def _body(self) -> bytes | None:
+                """The request body, also when sent in chunks (no Content-Length)."""
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    parts = []
+                    while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
+                        parts.append(self.rfile.read(size))
+                        self.rfile.readline()  # the CRLF after each chunk
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                        pass
+                    return b"".join(parts)
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
+                return self.rfile.read(length) if length else None
+
+            def _forward(self) -> None:
+                body = self._body()
                 fault = proxy.rule(self.command, self.path)
                 if fault == "drop":
                     proxy.counts["failed"] += 1
@@ -64,6 +76,8 @@ class FaultProxy:
                 proxy.counts["passed"] += 1
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                if body is not None:
+                    headers["Content-Length"] = str(len(body))
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
