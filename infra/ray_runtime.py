@@ -27,6 +27,9 @@ def init_ray(num_cpus: int | None = None) -> None:
         address="local",  # a new local runtime, even when a `ray start` cluster runs on this machine
         num_cpus=num_cpus or os.cpu_count() or 1,
         object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-        include_dashboard=False,
+        # The dashboard serves the state API Ray Train polls (without it, every few seconds: "Failed to query
+        # Ray Train Controller actor state"), and users get the dashboard of their local runs.
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
         logging_level=logging.WARNING,
     )

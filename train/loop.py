@@ -134,6 +134,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
+    from infra.quiet import quiet_worker
+
+    quiet_worker()
     cfg = TrainConfig.from_dict(loop_config["train"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

@@ -8,6 +8,13 @@ Examples:
 Local Ray by default (RAY_ADDRESS selects a cluster); MLflow in ./mlflow.db unless MLFLOW_TRACKING_URI is set.
 The last line names the registered model version and its URI. A corrupt sample is replaced and counted (MLflow
 metric bad_samples, artifact bad_samples.json); more than max_bad_samples stops the run with one line naming them.
+
+Resuming: a run is one Ray Train run and one MLflow run. `--resume RUN` (an MLflow run id or the run's name)
+continues a pre-empted or killed run from its last checkpoint: same MLflow run, same pinned catalog version,
+same sample order (the samples digest equals an uninterrupted run's). Launching again with the same
+`--run-name NAME` does the same when NAME exists and did not finish, so a retried job (a RayJob's
+backoffLimit) resumes instead of starting over. The config must be the one the run started with (`steps` may
+grow).
 """
 
 from __future__ import annotations
@@ -15,23 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import numpy as np
-
-from pipelines import catalog_digest, plan_epoch
-from pipelines.cstm import check_mode
-from pipelines.loading import check_bad_samples
-from store import StoreError, open_store
 from store.fs import parse_storage_options
-from train import tracking
 from train.config import TrainConfig, load_config
-from train.loop import CHECKPOINT_FILE, read_bad_samples, train_loop
+
+# Imported where used, not here: torch, Ray and MLflow take ~10 s to import, and `--help` must answer at once.
 
 
 def _absolute(path: str) -> str:
@@ -44,28 +47,50 @@ def train(
     storage_options: dict[str, Any] | None = None,
     run_name: str | None = None,
     store_version: int | None = None,
+    resume: str | None = None,
 ) -> dict[str, Any]:
     """Fit, log and register. Returns run id, registered version, URI, final metrics, checkpoint path and
-    the catalog version the run read (the latest at start unless `store_version` pins another)."""
+    the catalog version the run read (the latest at start unless `store_version` pins another). `resume`
+    (an MLflow run id or run name), or a `run_name` that exists unfinished, continues that run."""
+    import mlflow
+    import numpy as np
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from infra.ray_runtime import init_ray
     from model import get_model_config
+    from pipelines import catalog_digest, plan_epoch
+    from pipelines.cstm import check_mode
+    from pipelines.loading import check_bad_samples
+    from store import open_store
+    from train import tracking
+    from train.loop import CHECKPOINT_FILE, read_bad_samples, train_loop
 
     check_mode(cfg.cstm)
     get_model_config(cfg.model_name, cstm=cfg.cstm)  # fail before starting anything: unknown name, unsupported cstm
     store_url = _absolute(store_url)
+    tracking.connect()
+    previous = _run_to_resume(cfg, resume, run_name)
+    if previous is not None:
+        store_version = _check_resumable(previous, cfg, store_url, store_version)
     # The run pins the catalog version it starts on: every rank and loader actor (and every restart after a
-    # failure) reads exactly these rows, whatever an ingest commits meanwhile.
+    # failure, and a resumed run) reads exactly these rows, whatever an ingest commits meanwhile.
     store = open_store(store_url, storage_options).at_version(store_version)
     plan = plan_epoch(store, cfg.mix(), cfg.seed, 0, cfg.batch_size)
     sizes = {d: int(n) for d, n in zip(*np.unique(np.asarray(plan.rows["dataset"].to_pylist()), return_counts=True))}
-    with tracking.start_run(cfg.experiment, run_name) as run:
-        tracking.log_config(cfg.to_dict())
-        tracking.log_lineage(store_url, store.version, catalog_digest(plan.rows), plan.order.lineage(), sizes)
-        name = f"{cfg.experiment}-{run.info.run_id[:8]}"
+    resumed_id = previous.info.run_id if previous is not None else None
+    with tracking.start_run(cfg.experiment, run_name, run_id=resumed_id) as run:
         storage = _absolute(cfg.storage_path)
+        name = _ray_name(previous, run_name, cfg.experiment, run.info.run_id)
+        if previous is None:
+            tracking.log_config(cfg.to_dict())
+            mlflow.log_dict(cfg.to_dict(), "config.json")
+            tracking.log_lineage(store_url, store.version, catalog_digest(plan.rows), plan.order.lineage(), sizes)
+            mlflow.set_tags({"ray_run_name": name, "ray_storage_path": storage})
+        else:
+            mlflow.set_tag("resumed", str(int(previous.data.tags.get("resumed", "0")) + 1))
+            if cfg.steps != int(previous.data.params["steps"]):
+                mlflow.set_tag("steps_extended_to", str(cfg.steps))
         loop_config = {
             "train": cfg.to_dict(),
             "store_url": store_url,
@@ -92,7 +117,8 @@ def train(
                 checkpoint_config=CheckpointConfig(num_to_keep=2),
             ),
         )
-        result = trainer.fit()
+        with _Progress(run.info.run_id, cfg.steps, cfg.batch_size):
+            result = trainer.fit()
         if result.error:
             raise result.error
         local = tempfile.mkdtemp(prefix="ckpt-")
@@ -131,6 +157,7 @@ FORWARDED_ENV = (
     "MLFLOW_TRACKING_URI",
     "MLFLOW_S3_ENDPOINT_URL",
     "HF_HUB_OFFLINE",
+    "METRICDEPTH_QUIET",  # infra.quiet: the workers stay as quiet as the driver
 )
 
 
@@ -139,8 +166,123 @@ def _forwarded_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {k: environ[k] for k in FORWARDED_ENV if k in environ}
 
 
+def _run_to_resume(cfg: TrainConfig, resume: str | None, run_name: str | None):
+    """The MLflow run to continue: `resume` (id or name; it must exist), else an unfinished run named
+    `run_name` (Ray's convention: the same name resumes), else None (a new run)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    key = resume or run_name
+    if key is None:
+        return None
+    if resume is not None and re.fullmatch(r"[0-9a-f]{32}", resume):
+        try:
+            return mlflow.get_run(resume)
+        except MlflowException:
+            pass
+    experiment = mlflow.get_experiment_by_name(cfg.experiment)
+    runs = (
+        mlflow.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.ray_run_name = '{key}'",
+            order_by=["attributes.start_time DESC"],
+            output_format="list",
+        )
+        if experiment is not None and re.fullmatch(r"[\w.-]+", key)
+        else []
+    )
+    if not runs:
+        if resume is not None:
+            raise ValueError(
+                f"--resume {resume}: no MLflow run with that id or name in experiment {cfg.experiment!r} "
+                f"(tracking URI {mlflow.get_tracking_uri()})"
+            )
+        return None
+    if runs[0].info.status == "FINISHED":
+        if resume is not None:
+            raise ValueError(f"--resume {resume}: that run finished; start a new one (another --run-name)")
+        raise ValueError(f"--run-name {run_name}: a finished run has that name; choose another, or --resume")
+    return runs[0]
+
+
+def _check_resumable(previous, cfg: TrainConfig, store_url: str, store_version: int | None) -> int:
+    """The resumed run's config, store and catalog version must be the ones it started with (`steps` may
+    grow); returns the pinned catalog version."""
+    import mlflow
+
+    saved = mlflow.artifacts.load_dict(f"runs:/{previous.info.run_id}/config.json")
+    now = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as the saved JSON has them
+    differ = sorted(k for k in set(saved) | set(now) if k != "steps" and saved.get(k) != now.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:5])
+        raise ValueError(f"cannot resume run {previous.info.run_id} with another config ({shown})")
+    tags = previous.data.tags
+    if tags.get("store_uri") != store_url:
+        raise ValueError(
+            f"cannot resume run {previous.info.run_id} on {store_url}: it trained on {tags.get('store_uri')}"
+        )
+    pinned = int(tags["store_version"])
+    if store_version is not None and store_version != pinned:
+        raise ValueError(
+            f"cannot resume run {previous.info.run_id} at catalog version {store_version}: it reads {pinned}"
+        )
+    return pinned
+
+
+def _ray_name(previous, run_name: str | None, experiment: str, run_id: str) -> str:
+    """The Ray Train run name: a resumed run's own (Ray then restores its last checkpoint), else --run-name,
+    else the experiment and the MLflow run id."""
+    if previous is not None:
+        return previous.data.tags["ray_run_name"]
+    return run_name or f"{experiment}-{run_id[:8]}"
+
+
+class _Progress:
+    """One progress line while Ray trains: step, loss, samples/s and ETA, read from the run's MLflow metrics
+    (rewritten in place on a terminal; a line per change in a log file)."""
+
+    def __init__(self, run_id: str, steps: int, batch_size: int, every_s: float = 5.0) -> None:
+        self.run_id, self.steps, self.batch_size, self.every_s = run_id, steps, batch_size, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._tty = sys.stdout.isatty()
+
+    def __enter__(self) -> _Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if self._tty:
+            print(flush=True)
+
+    def _loop(self) -> None:
+        import mlflow
+
+        client, last, t0 = mlflow.MlflowClient(), None, time.monotonic()
+        while not self._stop.wait(self.every_s):
+            try:
+                metrics = client.get_run(self.run_id).data.metrics
+                history = client.get_metric_history(self.run_id, "loss")
+            except Exception:  # noqa: BLE001 - a progress line must never stop the run
+                continue
+            if not history:
+                continue
+            step = max(m.step for m in history)
+            if step == last:
+                continue
+            rate = metrics.get("samples_per_s", 0.0)
+            left = (self.steps - step) * self.batch_size / rate if rate > 0 else float("nan")
+            eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left == left else "?"
+            line = f"step {step}/{self.steps}  loss {metrics.get('loss', float('nan')):.4f}  {rate:.1f} samples/s  ETA {eta}  ({time.monotonic() - t0:.0f} s)"
+            print(f"\r{line}" if self._tty else line, end="" if self._tty else "\n", flush=True)
+            last = step
+
+
 def _log_previews(checkpoint_path: str, store, plan, count: int) -> None:
     from model import load_checkpoint
+    from train import tracking
 
     model, _ = load_checkpoint(checkpoint_path)
     for row in plan.rows.slice(0, count).to_pylist():
@@ -156,15 +298,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="preset name (tiny, metric3d_convnext_large) or a TOML file")
     parser.add_argument("--store", required=True, help="store URL (local path or s3://...)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    parser.add_argument("--run-name", help="MLflow run name")
+    parser.add_argument(
+        "--run-name",
+        help="the run's name (MLflow and Ray Train); an unfinished run of that name is resumed",
+    )
+    parser.add_argument(
+        "--resume", metavar="RUN", help="continue this run (MLflow run id or name) from its last checkpoint"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show Ray's, torch's and MLflow's own log lines too")
     parser.add_argument(
         "--store-version", type=int, help="catalog version to train on (default: the latest when the run starts)"
     )
     parser.add_argument("--storage-options", help='JSON for fsspec/s3fs, e.g. \'{"endpoint_url": "..."}\'')
     args = parser.parse_args(argv)
+    from store import StoreError
+
+    if not args.verbose:
+        from infra.quiet import quiet
+
+        quiet()
     try:
         cfg = load_config(args.config, args.set)
-        out = train(cfg, args.store, parse_storage_options(args.storage_options), args.run_name, args.store_version)
+        out = train(
+            cfg,
+            args.store,
+            parse_storage_options(args.storage_options),
+            args.run_name,
+            args.store_version,
+            args.resume,
+        )
     except (KeyError, FileNotFoundError, ValueError, StoreError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2

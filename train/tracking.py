@@ -1,36 +1,107 @@
 """MLflow on the driver: where to track, the run's params and lineage, previews, and the registered model.
 
 Tracking URI: MLFLOW_TRACKING_URI when set (a server), else a SQLite file `mlflow.db` in the working
-directory with artifacts beside it in `mlartifacts/`. The registry uses the same URI.
+directory with artifacts beside it in `mlartifacts/`. The registry uses the same URI. Readers (evaluation,
+promotion) use `use_existing_store`: a missing SQLite file is an error, never a new empty database.
+
+Aliases: every registered version gets CANDIDATE_ALIAS; CHAMPION_ALIAS is set by a person (`python -m
+train.promote NAME VERSION`). `models:/NAME@latest` is MLflow's own virtual alias for the newest version.
+Every MLflow failure here is a TrackingError: one line saying what failed, where, and why.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+
+CANDIDATE_ALIAS = "candidate"
+CHAMPION_ALIAS = "champion"
+STORE_HELP = (
+    "run from the folder holding mlflow.db, or set MLFLOW_TRACKING_URI "
+    "(e.g. sqlite:////abs/path/mlflow.db or http://mlflow.internal:5000)"
+)
+
+
+class TrackingError(ValueError):
+    """An MLflow call failed or its store is missing; the message is one line (CLIs print it as is)."""
 
 
 def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else the SQLite file mlflow.db in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
-def start_run(experiment: str, run_name: str | None = None) -> mlflow.ActiveRun:
+def _shown(uri: str) -> str:
+    """The URI without any user:password part, for messages."""
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(netloc=parts.hostname or "")) if "@" in parts.netloc else uri
+
+
+def _local_store(uri: str) -> Path | None:
+    """The file or folder a local tracking URI names (sqlite file, file: folder or bare path); None for servers."""
+    if uri.startswith("sqlite:"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(uri).database
+        return Path(database).resolve() if database else None
+    scheme = urlsplit(uri).scheme
+    if scheme == "file":
+        return Path(urlsplit(uri).path)
+    return Path(uri).resolve() if not scheme else None
+
+
+def use_existing_store() -> str:
+    """Point MLflow (tracking and registry) at tracking_uri(), which must exist when it is local; returns it."""
+    uri = tracking_uri()
+    local = _local_store(uri)
+    if local is not None and not local.exists():
+        where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "the default, ./mlflow.db"
+        raise TrackingError(f"no MLflow store at {local} (from {where}): {STORE_HELP}")
+    return connect()
+
+
+@contextmanager
+def mlflow_errors(what: str) -> Iterator[None]:
+    """Turn an MlflowException inside into a one-line TrackingError: `what` failed, the store, MLflow's reason."""
+    try:
+        yield
+    except MlflowException as exc:
+        lines = [line.strip() for line in str(exc.message).splitlines() if line.strip()]
+        reason = lines[0][:300] if lines else type(exc).__name__
+        raise TrackingError(f"{what}: {reason} (MLflow at {_shown(tracking_uri())})") from None
+
+
+def connect() -> str:
+    """Point MLflow (tracking and registry) at tracking_uri(); returns it."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        location = None
-        if uri.startswith("sqlite:"):
-            location = Path("mlartifacts").resolve().as_uri()  # a file store beside the SQLite database
-        mlflow.create_experiment(experiment, artifact_location=location)
-    mlflow.set_experiment(experiment)
-    return mlflow.start_run(run_name=run_name)
+    return uri
+
+
+def start_run(experiment: str, run_name: str | None = None, run_id: str | None = None) -> mlflow.ActiveRun:
+    """Start a run in `experiment` (created when missing), or continue run `run_id`."""
+    uri = connect()
+    with mlflow_errors(f"starting a run in experiment {experiment}"):
+        if run_id is not None:
+            return mlflow.start_run(run_id=run_id)
+        if mlflow.get_experiment_by_name(experiment) is None:
+            location = None
+            if uri.startswith("sqlite:"):
+                location = Path("mlartifacts").resolve().as_uri()  # a file store beside the SQLite database
+            mlflow.create_experiment(experiment, artifact_location=location)
+        mlflow.set_experiment(experiment)
+        return mlflow.start_run(run_name=run_name)
 
 
 def log_config(config: dict[str, Any], prefix: str = "") -> None:
@@ -84,18 +155,20 @@ def _colour(depth: np.ndarray, hi: float) -> np.ndarray:
 
 
 def register_model(checkpoint_path: str, registered_name: str) -> tuple[str, str]:
-    """Log the pyfunc model with its signature and register it; returns (version, model URI)."""
-    with warnings.catch_warnings():
-        # MLflow warns that a dict-of-arrays `predict` hint is no schema; the explicit SIGNATURE is the schema.
-        warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
-        from model.pyfunc import CHECKPOINT_ARTIFACT, SIGNATURE, DepthPyfunc
+    """Log the weights-only pyfunc model in the active run, register it and alias the new version
+    CANDIDATE_ALIAS; returns (version, `models:/NAME@candidate`)."""
+    from model.pyfunc import WEIGHTS_FILE, export_weights, log_pyfunc
 
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=DepthPyfunc(),
-        artifacts={CHECKPOINT_ARTIFACT: checkpoint_path},
-        signature=SIGNATURE,
-        registered_model_name=registered_name,
-    )
-    version = str(info.registered_model_version)
-    return version, f"models:/{registered_name}@latest"
+    with mlflow_errors(f"registering model {registered_name}"), tempfile.TemporaryDirectory() as tmp:
+        weights = os.path.join(tmp, WEIGHTS_FILE)
+        export_weights(checkpoint_path, weights)
+        info = log_pyfunc(weights, registered_name)
+        version = str(info.registered_model_version)
+        set_alias(registered_name, version, CANDIDATE_ALIAS)
+    return version, f"models:/{registered_name}@{CANDIDATE_ALIAS}"
+
+
+def set_alias(registered_name: str, version: str, alias: str) -> None:
+    """Point `models:/NAME@alias` at `version` (moved from any version it named before)."""
+    with mlflow_errors(f"setting alias {alias} of {registered_name} to version {version}"):
+        mlflow.MlflowClient().set_registered_model_alias(registered_name, alias, version)
