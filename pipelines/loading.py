@@ -155,10 +155,10 @@ def training_rows(store: Store, split: str = "train", datasets: list[str] | None
 
 
 def catalog_digest(table: pa.Table) -> str:
-    """A short digest of exactly which samples (ids and bytes) a run drew from."""
+    """A short digest of exactly which samples (ids and bytes) a run drew from, whatever their chunking."""
     h = hashlib.blake2b(digest_size=8)
     for chunk in table["sample_id"].chunks:
-        h.update("\n".join(chunk.to_pylist()).encode())
+        h.update("".join(f"{sample_id}\n" for sample_id in chunk.to_pylist()).encode())
     for chunk in table["checksum"].chunks:  # fixed 16 bytes each: the raw buffer is the values, in order
         h.update(chunk.buffers()[1].to_pybytes()[chunk.offset * 16 : (chunk.offset + len(chunk)) * 16])
     return h.hexdigest()

@@ -85,3 +85,14 @@ def test_ray_data_path_gives_identical_tensors(tiny_store, ray_runtime):
     for a, b in zip(local, ray_batches, strict=True):
         _same(a, b)
     assert np.all([len(b["sample_id"]) == 4 for b in ray_batches])
+
+
+def test_catalog_digest_ignores_chunking():
+    import pyarrow as pa
+
+    from pipelines import catalog_digest
+
+    t = pa.table({"sample_id": ["a", "b", "c"], "checksum": pa.array([bytes(16), b"x" * 16, bytes(16)], pa.binary(16))})
+    split = pa.concat_tables([t.slice(0, 1), t.slice(1)])
+    assert split["sample_id"].num_chunks == 2 and catalog_digest(split) == catalog_digest(t)
+    assert catalog_digest(t.slice(0, 2)) != catalog_digest(t)
