@@ -35,6 +35,25 @@ def _cli(module: str, *args: str, endpoint: str, timeout: int = 600) -> tuple[su
     return r, time.time() - t0
 
 
+def _ingest(src: str, store: str, endpoint: str) -> float:
+    """Ingest the generated source through the CLI against `endpoint`; returns the wall time."""
+    r, took = _cli(
+        "ingest.run",
+        "--dataset",
+        "synthetic",
+        "--src",
+        src,
+        "--store",
+        store,
+        "--workers",
+        "0",
+        "--quiet",
+        endpoint=endpoint,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return took
+
+
 def _rows(url: str) -> list[tuple]:
     cat = open_store(url).catalog(columns=["sample_id", "checksum", "row_key"])
     return list(zip(*(cat[c].to_pylist() for c in cat.column_names), strict=True))
@@ -50,36 +69,10 @@ def test_ten_percent_faults_change_nothing_and_total_faults_fail_clearly(
     generate(str(tmp_path / "src"), 6, cameras=CAMS)
     src = str(tmp_path / "src")
     clean, flaky = f"{s3_bucket}/clean", f"{s3_bucket}/flaky"
-    r, clean_s = _cli(
-        "ingest.run",
-        "--dataset",
-        "synthetic",
-        "--src",
-        src,
-        "--store",
-        clean,
-        "--workers",
-        "0",
-        "--quiet",
-        endpoint=s3_endpoint,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
+    clean_s = _ingest(src, clean, s3_endpoint)
     flaky_proxy = FaultProxy(s3_endpoint, share_failing(0.10, seed=7))
     with flaky_proxy as proxy_url:
-        r, flaky_s = _cli(
-            "ingest.run",
-            "--dataset",
-            "synthetic",
-            "--src",
-            src,
-            "--store",
-            flaky,
-            "--workers",
-            "0",
-            "--quiet",
-            endpoint=proxy_url,
-        )
-        assert r.returncode == 0, r.stdout + r.stderr
+        flaky_s = _ingest(src, flaky, proxy_url)
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy_url)  # this process and (forwarded) the Ray workers
         cfg = _cfg(tmp_path, steps=8, log_every=4, checkpoint_every=8, registered_model="flaky")
         out = train(cfg, flaky)
