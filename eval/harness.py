@@ -9,6 +9,7 @@ result says whether the model saw the benchmark in training, and why (eval.domai
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,9 +77,13 @@ class Scores:
     excluded: list[dict[str, str]] = field(default_factory=list)
     per_sample: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    # Wall time of each image's infer() call, milliseconds, in benchmark order (left-out images included).
+    infer_ms: list[float] = field(default_factory=list)
     # Metric-mode |pred - gt| / gt summed per ground-truth depth bin (DEPTH_BINS_M edges), and pixel counts.
     bin_abs_rel: np.ndarray = field(default_factory=lambda: np.zeros(len(DEPTH_BINS_M) - 1))
     bin_count: np.ndarray = field(default_factory=lambda: np.zeros(len(DEPTH_BINS_M) - 1))
+    # The same sums for the median-aligned prediction: the oracle-scale curve of the error-against-depth plot.
+    bin_abs_rel_median: np.ndarray = field(default_factory=lambda: np.zeros(len(DEPTH_BINS_M) - 1))
 
     def results(self) -> list[dict[str, Any]]:
         """One entry per mode: the mean of each metric over the images scored in that mode (n_samples of
@@ -128,9 +133,15 @@ def score(model: Loaded, store: Store, bench: Benchmark, keep: int = 0) -> tuple
     scores = Scores(model.name, bench.dataset, bench.split, domain.zero_shot, domain.reason, clip_m, len(bench.rows))
     kept = []
     t0 = time.perf_counter()
-    for row in tqdm(bench.rows, desc=f"{model.name} / {bench.dataset}", unit="image", leave=False):
+    # A bar redraws with carriage returns: in a log file (not a terminal) that is one flood of lines.
+    bar = tqdm(
+        bench.rows, desc=f"{model.name} / {bench.dataset}", unit="image", leave=False, disable=not sys.stderr.isatty()
+    )
+    for row in bar:
         sample = store.read_row(row)
+        t_infer = time.perf_counter()
         pred = model.model.infer(sample.rgb, sample.k_px)["depth_m"]
+        scores.infer_ms.append(1e3 * (time.perf_counter() - t_infer))
         mask = eval_mask(sample.depth_m, bench.protocol, sample.valid)
         if excluded := _exclusion(pred, mask):
             scores.excluded.append({"sample_id": row["sample_id"], "reason": excluded[0], "detail": excluded[1]})
@@ -146,9 +157,19 @@ def score(model: Loaded, store: Store, bench: Benchmark, keep: int = 0) -> tuple
         which = np.clip(np.digitize(g, DEPTH_BINS_M) - 1, 0, len(DEPTH_BINS_M) - 2)
         scores.bin_abs_rel += np.bincount(which, np.abs(p - g) / g, len(DEPTH_BINS_M) - 1)
         scores.bin_count += np.bincount(which, minlength=len(DEPTH_BINS_M) - 1)
+        p_median = pred[mask] * modes["median"]["scale"]  # median alignment is defined for any valid prediction
+        scores.bin_abs_rel_median += np.bincount(which, np.abs(p_median - g) / g, len(DEPTH_BINS_M) - 1)
         if len(kept) < keep:
             kept.append(
-                {"sample_id": row["sample_id"], "rgb": sample.rgb, "gt": sample.depth_m, "pred": pred, "mask": mask}
+                {
+                    "model": model.name,
+                    "benchmark": bench.dataset,
+                    "sample_id": row["sample_id"],
+                    "rgb": sample.rgb,
+                    "gt": sample.depth_m,
+                    "pred": pred,
+                    "mask": mask,
+                }
             )
     scores.seconds = time.perf_counter() - t0
     return scores, kept

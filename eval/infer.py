@@ -1,8 +1,9 @@
 """Photo -> metric depth, a preview and a point cloud.
 
-    python -m eval.infer PHOTO --model MODEL --out DIR [--f-px F]
+    python -m eval.infer PHOTO --model MODEL --out DIR [--f-px F] [--device auto|cpu|cuda[:N]] [--autocast bf16]
 
-MODEL is whatever `eval.models.load_depth_model` accepts (models:/name@alias, runs:/..., a checkpoint path).
+MODEL is whatever `eval.models.load_depth_model` accepts (models:/name@alias, models:/name/3, runs:/..., a checkpoint
+path). It runs on --device (default auto: CUDA when available, else CPU), in --autocast precision (default off).
 The camera: focal `--f-px`, else from EXIF, else a default field of view with a loud warning (eval.exif);
 square pixels and the principal point at the image centre, ((W - 1) / 2, (H - 1) / 2).
 
@@ -37,6 +38,7 @@ from PIL import Image
 
 from eval.exif import choose_focal_px, load_photo
 from eval.ply import write_ply
+from model.device import add_device_arguments, autocast, resolve_device
 
 if TYPE_CHECKING:
     from eval.models import DepthModel
@@ -139,12 +141,22 @@ def run_infer(
     return meta
 
 
-def load_model(uri: str) -> DepthModel:
-    """The infer-shaped model behind `uri` (eval.models wraps it with its lineage as `.model`)."""
+def load_model(uri: str, device: str = "auto") -> DepthModel:
+    """The infer-shaped model behind `uri` on `device` (eval.models wraps it with its lineage as `.model`)."""
     from eval.models import load_depth_model  # lazily: it pulls in torch and the checkpoint machinery
 
-    loaded = load_depth_model(uri)
+    loaded = load_depth_model(uri, device)
     return loaded.model
+
+
+def model_or_error(args: argparse.Namespace) -> DepthModel:
+    """load_model for a CLI: a model that cannot be loaded (no file, no MLflow store, an MLflow error, no GPU) is
+    one line on stderr and exit status 2, not a traceback."""
+    try:
+        return load_model(args.model, args.device)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def photo_and_focal(photo: str, f_px: float | None) -> tuple[np.ndarray, float, str]:
@@ -165,11 +177,12 @@ def positive_float(text: str) -> float:
 
 
 def photo_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The arguments every photo command shares: the photo, the model, the focal override."""
+    """The arguments every photo command shares: the photo, the model, the focal override, the device."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("photo", help="a JPEG or PNG photo")
     parser.add_argument("--model", required=True, help="models:/name@alias, runs:/..., or a checkpoint path")
     parser.add_argument("--f-px", type=positive_float, default=None, help="focal length in pixels (beats EXIF)")
+    add_device_arguments(parser)
     return parser
 
 
@@ -187,9 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rgb, f_px, source = photo_or_usage_error(parser, args)
     t0 = time.perf_counter()
-    model = load_model(args.model)
-    extra = {"photo": args.photo, "model": args.model, "load_model_s": time.perf_counter() - t0}
-    meta = run_infer(rgb, f_px, source, model, args.out, extra)
+    model = model_or_error(args)
+    device = resolve_device(args.device)
+    extra = {
+        "photo": args.photo,
+        "model": args.model,
+        "device": str(device),
+        "autocast": args.autocast,
+        "load_model_s": time.perf_counter() - t0,
+    }
+    with autocast(device, args.autocast):
+        meta = run_infer(rgb, f_px, source, model, args.out, extra)
     stats = "/".join("-" if v is None else f"{v:.2f}" for v in (meta["depth_m"][k] for k in ("min", "median", "max")))
     print(
         f"{args.out}: {meta['width']}x{meta['height']}, f {f_px:.1f} px ({source}), "

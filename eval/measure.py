@@ -1,10 +1,11 @@
 """The metric distance between two pixels of a photo, through the depth model.
 
-    python -m eval.measure PHOTO --model MODEL --from X,Y --to X,Y [--f-px F]
+    python -m eval.measure PHOTO --model MODEL --from X,Y --to X,Y [--f-px F] [--device auto|cpu|cuda[:N]]
 
 X is the column and Y the row, in pixels of the photo as viewed (after its EXIF orientation), 0-based. Both
 pixels are backprojected with the model's depth and the same intrinsics as eval.infer (focal from --f-px,
 EXIF or the warned default; principal point at the centre); the straight-line 3D distance is printed in metres.
+The model runs on --device (default auto: CUDA when available) in --autocast precision (default off), as eval.infer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import sys
 
 import numpy as np
 
-from eval.infer import centred_k_px, load_model, photo_or_usage_error, photo_parser, predict
+from eval.infer import centred_k_px, model_or_error, photo_or_usage_error, photo_parser, predict
+from model.device import autocast, resolve_device
 
 
 def distance_m(points_m: np.ndarray, xy1: tuple[int, int], xy2: tuple[int, int]) -> float:
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", dest="xy2", type=pixel, required=True, help="second pixel X,Y (column,row)")
     args = parser.parse_args(argv)
     rgb, f_px, source = photo_or_usage_error(parser, args)
-    _, points_m = predict(load_model(args.model), rgb, centred_k_px(rgb.shape[:2], f_px))
+    model = model_or_error(args)
+    with autocast(resolve_device(args.device), args.autocast):
+        _, points_m = predict(model, rgb, centred_k_px(rgb.shape[:2], f_px))
     try:
         d = distance_m(points_m, args.xy1, args.xy2)
     except ValueError as e:  # a pixel outside the photo or without depth: say which, no traceback

@@ -4,7 +4,8 @@
   cloud (ray.autoscaler._private.util.prepare_config and validate_config, ray/autoscaler/ray-schema.json).
 - infra/kuberay-rayjob.yaml: the RayJob CRD schema (infra/kuberay-rayjob.schema.json, pruned from KubeRay's), with
   unknown fields refused as `kubectl apply` does, then the rules KubeRay's operator applies before it creates a
-  cluster; its entrypoint must be a `python -m` module of this project whose config fills the GPUs it asks for.
+  cluster; its entrypoint must be a `python -m` module of this project, with options the module declares and a
+  train config that uses exactly the GPUs the worker groups ask for (one Train worker per GPU).
 - infra/Dockerfile: parses (known instructions, FROM first, files it copies exist), builds FROM Ray's image at the
   RayJob's rayVersion and names the image the RayJob runs.
 The train presets must load as TrainConfig. Every problem is one line naming the file and the field.
@@ -12,6 +13,7 @@ The train presets must load as TrainConfig. Every problem is one line naming the
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import logging
@@ -103,13 +105,28 @@ def _kuberay_rules(doc: dict) -> list[str]:
     return problems
 
 
+def _cli_flags(source: Path) -> set[str]:
+    """The --options a CLI module declares with argparse's add_argument, read from its source (nothing imported)."""
+    flags = {"--help"}
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument":
+            flags |= {a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("--")}
+    return flags
+
+
 def _entrypoint_problems(spec: dict) -> list[str]:
-    """The entrypoint runs a module of this project, and its train config uses exactly the worker GPUs."""
+    """The entrypoint runs a module of this project with options it has, and its train config uses exactly the
+    worker GPUs."""
     argv = shlex.split(spec.get("entrypoint", ""))
     if argv[:2] != ["python", "-m"] or len(argv) < 3:
         return ["spec.entrypoint: must be `python -m MODULE ...` (the image runs this project's modules)"]
-    if importlib.util.find_spec(argv[2]) is None:
+    spec_of = importlib.util.find_spec(argv[2])
+    if spec_of is None or spec_of.origin is None:
         return [f"spec.entrypoint: module {argv[2]} is not in this project"]
+    known = _cli_flags(Path(spec_of.origin))
+    unknown = [a for a in argv[3:] if a.startswith("--") and a.split("=")[0] not in known]
+    if unknown:
+        return [f"spec.entrypoint: {argv[2]} has no option {', '.join(unknown)} (it takes {', '.join(sorted(known))})"]
     if argv[2] != "train.run":
         return []
     opts, sets = {}, []

@@ -9,8 +9,8 @@ torch.load(weights_only=True), so a file carrying pickled code is refused, and e
 our network (model.metric3d_v1) with every one of ours filled, or nothing is registered.
 
 The network is saved in our checkpoint format and logged as the same pyfunc model as train.run's (one MLflow run
-in --experiment, registered under --registered-model), so it scores like ours:
-    python -m eval.run --model models:/NAME@latest ...      python -m eval.infer PHOTO --model models:/NAME@latest
+in --experiment, registered under --registered-model, the new version aliased `candidate`), so it scores like ours:
+    python -m eval.run --model models:/NAME@candidate ...   python -m eval.infer PHOTO --model models:/NAME@candidate
 An official file can also be scored without importing it: --model metric3d_v1:CKPT.pth.
 
 Lineage: the release files do not record their training sets, so by default the run has no train_datasets tag and
@@ -31,7 +31,7 @@ from dataclasses import asdict
 
 from model.metric3d_v1 import ARCH, VARIANTS, load_official, save_checkpoint
 
-CHECKPOINT_FILE = "checkpoint.pt"  # the file name eval.models.load_depth_model looks for in a registered model
+CHECKPOINT_FILE = "checkpoint.pt"  # our format, written here and turned into the registered weights file
 
 
 def _sha256(path: str) -> str:

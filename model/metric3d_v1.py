@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import MODELS, Metric3DV1Config
+from model.device import assign_weights, skip_init
 from model.hourglass import HourglassDecoder
 from model.net import IMAGENET_MEAN, IMAGENET_STD, backproject, load_state
 from pipelines.cstm import from_network, to_network
@@ -244,6 +245,7 @@ def from_checkpoint_state(state: dict) -> Metric3DV1:
     for field in ("decoder_widths", "depth_range_c", "input_hw"):
         cfg[field] = tuple(cfg[field])
     cfg["pretrained_path"] = None  # the checkpoint holds the trained weights already
-    model = Metric3DV1(Metric3DV1Config(**cfg))
-    model.load_state_dict(state["model"])
+    with skip_init():
+        model = Metric3DV1(Metric3DV1Config(**cfg))
+    assign_weights(model, state["model"])
     return model.eval()

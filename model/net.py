@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
+from model.device import assign_weights, skip_init
 from pipelines.cstm import from_network, to_network
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -27,6 +28,13 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 # Log-depth head: exp of a clamped output, starting near 10 canonical metres; the clamp keeps depth in
 # [exp(-5), exp(7)] = [0.007, 1100] m, beyond any sensor, and the exp gradients finite.
 _LOG_DEPTH_INIT, _LOG_DEPTH_RANGE = math.log(10.0), (-5.0, 7.0)
+# How infer() sizes a photo for the network, by name (eval.run --scale reads this dict). Label and none modes train
+# at the images' own pixel scale (times the 0.9-1.4 resize augmentation): `fit` may shrink a photo far outside that.
+# Image mode always sees its canonical resize (F_CANONICAL_PX / f), the method itself, whichever is chosen.
+INFER_SCALES = {
+    "fit": "fit the photo into the model's infer_hw (bounded time and memory for any photo size)",
+    "native": "the photo's own pixels, padded to the encoder stride and the prediction cropped back",
+}
 
 
 class _Block(nn.Sequential):
@@ -89,18 +97,25 @@ class DepthNet(nn.Module):
             return torch.exp(log_depth.clamp(*_LOG_DEPTH_RANGE))
 
     @torch.no_grad()
-    def infer(self, rgb: np.ndarray, k_px: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
+    def infer(
+        self, rgb: np.ndarray, k_px: tuple[float, float, float, float], scale: str = "fit"
+    ) -> dict[str, np.ndarray]:
         """A photo (uint8 HxWx3) and its intrinsics (fx, fy, cx, cy) in pixels -> metric depth.
 
         Returns depth_m (HxW metres), points_m (HxWx3 camera-frame metres: x right, y down, z forward),
-        depth_net (the raw network output) and the k_px used. The photo is fitted into infer_hw, put
-        through the model's CSTM, and the prediction mapped back to the photo's own size and camera."""
+        depth_net (the raw network output) and the k_px used. The photo is sized for the network as `scale`
+        says (INFER_SCALES), put through the model's CSTM, and the prediction mapped back to the photo's own
+        size and camera."""
+        if scale not in INFER_SCALES:
+            raise ValueError(f"unknown infer scale {scale!r}; valid: {', '.join(INFER_SCALES)}")
         self.eval()
         h, w = rgb.shape[:2]
         mode = self.config.cstm
-        # Label and none modes see the photo fitted into infer_hw (label mode absorbs the resize into the
-        # canonical labels); image mode must see it at the canonical focal itself, whatever size that is.
-        ratio = 1.0 if mode == "image" else min(self.config.infer_hw[0] / h, self.config.infer_hw[1] / w)
+        # `fit`: label and none modes see the photo fitted into infer_hw (label mode absorbs the resize into the
+        # canonical labels, none cannot). `native` and image mode: no resize here (image mode's is its CSTM);
+        # forward() pads to the stride and crops its output back to the input's size.
+        fit = scale == "fit" and mode != "image"
+        ratio = min(self.config.infer_hw[0] / h, self.config.infer_hw[1] / w) if fit else 1.0
         net_rgb, plan = to_network(rgb, k_px, mode, ratio)
         device = next(self.parameters()).device
         x = torch.from_numpy(np.ascontiguousarray(net_rgb.transpose(2, 0, 1)))[None].to(device)
@@ -163,7 +178,8 @@ def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[nn.Module, di
     cfg = dict(state["model_config"])
     cfg["infer_hw"] = tuple(cfg["infer_hw"])
     cfg["pretrained_path"] = None  # the checkpoint holds the trained weights already
-    model = DepthNet(ModelConfig(**cfg))
-    model.load_state_dict(state["model"])
+    with skip_init():
+        model = DepthNet(ModelConfig(**cfg))
+    assign_weights(model, state["model"])
     model.eval()
     return model, state

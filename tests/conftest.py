@@ -130,3 +130,45 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     summary = ingest("synthetic", str(root / "src"), str(root / "store"), workers=0, progress=False)
     assert (summary.ingested, summary.quarantined) == (30, 0)
     return str(root / "store")
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A real `mlflow server` (SQLite backend, proxied artifacts) on 127.0.0.1, MLFLOW_TRACKING_URI pointing at it."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    exe = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
+    proc = subprocess.Popen(
+        [
+            exe,
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=1).read() == b"OK":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not become healthy")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.chdir(tmp_path)
+    yield url
+    proc.terminate()
+    proc.wait(20)

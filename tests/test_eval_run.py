@@ -44,8 +44,8 @@ def test_report_with_two_models_and_baselines(tiny_store, two_models, tmp_path):
     # Lineage: the checkpoints saw synthetic_kitti only.
     zero = {(r["model"], r["benchmark"]): r["zero_shot"] for r in results}
     assert zero[(two_models[0], "synthetic_kitti")] is False and zero[(two_models[0], "synthetic_nyu")] is True
-    assert doc["meta"]["benchmarks"]["synthetic_kitti"]["split"] == "val"
-    assert doc["meta"]["benchmarks"]["synthetic_nyu"]["protocol"] == "default_synthetic"
+    assert doc["provenance"]["benchmarks"]["synthetic_kitti"]["split"] == "val"
+    assert doc["provenance"]["benchmarks"]["synthetic_nyu"]["protocol"] == "default_synthetic"
     # The oracle's metric numbers are the model's median-aligned ones.
     by = {(r["model"], r["benchmark"], r["mode"]): r["metrics"] for r in results}
     assert (
@@ -58,8 +58,10 @@ def test_report_with_two_models_and_baselines(tiny_store, two_models, tmp_path):
     assert all(r["n_samples"] == 3 for r in const if r["mode"] == "metric")
     md = (out / "report.md").read_text()
     assert "zero-shot" in md and "in-domain" in md
+    # Figures are files beside the report: per benchmark samples, error against depth, scale ratios; timings.
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64") >= 4
+    figures = [f["file"] for f in doc["figures"]]
+    assert len(figures) == 3 * 2 + 1 and all(f'<img src="{f}"' in html and (out / f).is_file() for f in figures)
 
 
 def test_unknown_benchmark_lists_the_datasets(tiny_store, two_models, tmp_path):
@@ -76,3 +78,21 @@ def test_photo_to_depth_with_the_real_model(two_models, tmp_path):
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["f_px"] == 100.0
     assert (tmp_path / "out" / "cloud.ply").stat().st_size > 90 * 120 * 15
+
+
+def test_scale_native_is_applied_recorded_and_refused_where_unsupported(tiny_store, two_models, tmp_path):
+    from eval.models import ConstantDepth, Loaded
+    from eval.run import _at_scale, main
+
+    bench = ["synthetic_kitti:val"]
+    fit = evaluate([two_models[0]], tiny_store, bench, tmp_path / "fit", [], limit=2)
+    native = evaluate([two_models[0]], tiny_store, bench, tmp_path / "native", [], limit=2, scale="native")
+    # The 96 x 64 images are enlarged x 1.67 to fit 128 x 160 by default; native runs them as they are.
+    assert fit[0]["metrics"]["abs_rel"] != native[0]["metrics"]["abs_rel"]
+    assert "the photo's own pixels" in (tmp_path / "native" / "report.json").read_text()
+    with pytest.raises(KeyError, match="unknown scale 'half'; valid: fit, native"):
+        evaluate([two_models[0]], tiny_store, bench, tmp_path / "x", [], scale="half")
+    with pytest.raises(ValueError, match="c: --scale native is not supported"):
+        _at_scale(Loaded("c", ConstantDepth(1.0), None), "native")
+    with pytest.raises(SystemExit):
+        main(["--model", two_models[0], "--store", tiny_store, "--benchmarks", bench[0], "--scale", "half"])

@@ -1,4 +1,5 @@
-"""Photo inference and measuring, driven by fake models with known depth: files, units, intrinsics, distances."""
+"""Photo inference and measuring, driven by fake models with known depth: files, units, intrinsics, distances; and
+how DepthNet.infer sizes a photo for the network (native scale: padded to the stride, cropped back exactly)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from eval import infer, measure
 from eval.exif import EXIF_IFD, FOCAL_LENGTH_35MM
 from eval.ply import read_ply, write_ply
+from model import build_model, get_model_config
 
 
 class FakeModel:
@@ -39,8 +42,8 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> list[FakeModel]:
 
     loaded: list[FakeModel] = []
 
-    def load_depth_model(uri: str) -> models.Loaded:
-        assert uri == "fake://plane"
+    def load_depth_model(uri: str, device: str = "auto") -> models.Loaded:
+        assert uri == "fake://plane" and device == "auto"
         loaded.append(FakeModel(4.0))
         return models.Loaded(uri, loaded[-1], train_datasets=None)
 
@@ -196,3 +199,48 @@ def test_measure_cli_prints_metres(
     with pytest.raises(SystemExit):
         measure.main([str(jpg), "--model", "fake://plane", "--from", "700,0", "--to", "1,2", "--f-px", "500"])
     assert "pixel (700, 0) is outside the 600x400 image" in capsys.readouterr().err
+
+
+def _tiny_net(cstm: str) -> tuple[torch.nn.Module, list[tuple[int, ...]], list[torch.Tensor]]:
+    """metric3d_tiny with random weights (and a non-constant head), recording the encoder's input shapes and the
+    log-depth its last conv produces, before the crop."""
+    torch.manual_seed(0)
+    net = build_model(get_model_config("metric3d_tiny", cstm=cstm))
+    torch.nn.init.normal_(net.head[-1].weight, std=0.1)  # zero at initialisation: the output would be flat
+    shapes: list[tuple[int, ...]] = []
+    logs: list[torch.Tensor] = []
+    net.encoder.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
+    net.head[-1].register_forward_hook(lambda _m, _args, out: logs.append(out.detach().clone()))
+    return net, shapes, logs
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("cstm", ["label", "none"])
+def test_native_scale_pads_to_the_stride_and_crops_back_exactly(cstm: str) -> None:
+    net, shapes, logs = _tiny_net(cstm)
+    h, w, f_px = 100, 130, 250.0
+    rgb = np.random.default_rng(3).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    out = net.infer(rgb, (f_px, f_px, 64.5, 49.5), scale="native")
+    assert shapes == [(1, 3, 128, 160)]  # 100 x 130 padded to the stride of 32, never resized
+    expected_net = torch.exp(logs[0][0, 0, :h, :w].clamp(-5.0, 7.0)).numpy()
+    np.testing.assert_array_equal(out["depth_net"], expected_net)
+    # Label mode: canonical metres / (F_CANONICAL_PX / f) = / 4; none: the network's metres as they are.
+    np.testing.assert_array_equal(out["depth_m"], expected_net / np.float32(4.0 if cstm == "label" else 1.0))
+    assert out["depth_m"].shape == (h, w)
+
+
+@pytest.mark.timeout(60)
+def test_fit_scale_shrinks_into_infer_hw_and_image_mode_ignores_the_scale() -> None:
+    net, shapes, _ = _tiny_net("none")
+    rgb = np.zeros((256, 352, 3), np.uint8)
+    k_px = (250.0, 250.0, 175.5, 127.5)
+    net.infer(rgb, k_px)  # fit, the default: 256 x 352 into 128 x 160 is a 0.4545 shrink -> 116 x 160
+    net.infer(rgb, k_px, scale="native")
+    assert shapes == [(1, 3, 128, 160), (1, 3, 256, 352)]
+    image, image_shapes, _ = _tiny_net("image")
+    small, k_small = rgb[:64, :96], (2000.0, 2000.0, 47.5, 31.5)
+    a, b = image.infer(small, k_small, scale="fit"), image.infer(small, k_small, scale="native")
+    np.testing.assert_array_equal(a["depth_m"], b["depth_m"])
+    assert image_shapes == [(1, 3, 32, 64)] * 2  # the canonical resize, 1000 / 2000 -> 32 x 48, padded to 32 x 64
+    with pytest.raises(ValueError, match="unknown infer scale 'half'; valid: fit, native"):
+        net.infer(rgb, k_px, scale="half")

@@ -142,9 +142,9 @@ def test_import_registers_and_scores_like_ours(parity, tmp_path, monkeypatch, ca
     ckpt = _write_official(tmp_path / "convtiny.pth", parity["state"])
     args = [ckpt, "--name", TINY, "--registered-model", "m3d-tiny", "--input-hw", "64,96"]
     assert import_main(args) == 0
-    assert "models:/m3d-tiny@latest (version 1" in capsys.readouterr().out
+    assert "models:/m3d-tiny@candidate (version 1" in capsys.readouterr().out
 
-    loaded = load_depth_model("models:/m3d-tiny@latest")
+    loaded = load_depth_model("models:/m3d-tiny@candidate")
     assert loaded.train_datasets is None  # unknown lineage unless told
     assert loaded.info["model_config"]["name"] == TINY
     rgb, k = _photo()
@@ -181,7 +181,9 @@ def test_cli_help_and_refusals(tmp_path, capsys):
         import_main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    assert all(s in text for s in ("weights_only", "metric3d_v1:CKPT.pth", "--train-datasets", "models:/NAME@latest"))
+    assert all(
+        s in text for s in ("weights_only", "metric3d_v1:CKPT.pth", "--train-datasets", "models:/NAME@candidate")
+    )
     evil = tmp_path / "evil.pth"
     torch.save({"model_state_dict": {}, "hook": os.getcwd}, evil)
     assert import_main([str(evil), "--name", TINY]) == 2

@@ -1,18 +1,12 @@
 """Training on a real local Ray runtime (2 CPU workers, gloo) tracked in a real MLflow store."""
 
 import os
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import free_port
 
 from train.config import load_config
 from train.run import train
@@ -42,8 +36,9 @@ def test_overfit_tracks_and_registers(tiny_store, ray_runtime, mlflow_sqlite, tm
     assert len(inputs) == 1 and inputs[0].dataset.name.startswith("catalog-")
     assert run.data.tags["train_datasets"] == "synthetic_kitti,synthetic_nyu"
     artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
-    assert {"checkpoint", "previews", "lineage"} <= artifacts
-    assert out["model_uri"] == "models:/tiny-overfit@latest" and out["version"] == "1"
+    assert {"previews", "lineage"} <= artifacts and "checkpoint" not in artifacts  # weights once, in the model
+    assert out["model_uri"] == "models:/tiny-overfit@candidate" and out["version"] == "1"
+    assert str(client.get_model_version_by_alias("tiny-overfit", "candidate").version) == "1"
     state = torch.load(out["checkpoint"], weights_only=True)  # tensors and plain values only
     assert state["train_datasets"] == ["synthetic_kitti", "synthetic_nyu"] and state["step"] == 200
     model = mlflow.pyfunc.load_model(out["model_uri"])
@@ -70,47 +65,6 @@ def test_worker_failure_resumes_with_the_same_samples(tiny_store, ray_runtime, m
     assert len(marker) == 1, "the drill did not fail a worker"
     assert drill["samples_digest"] == clean["samples_digest"]
     assert drill["metrics"]["step"] == clean["metrics"]["step"] == 8
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    exe = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
-    proc = subprocess.Popen(
-        [
-            exe,
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(f"{url}/health", timeout=1).read() == b"OK":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not become healthy")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    monkeypatch.chdir(tmp_path)
-    yield url
-    proc.terminate()
-    proc.wait(20)
 
 
 @pytest.mark.s3

@@ -126,7 +126,7 @@ def train(
         # A run the workers stopped for corrupt samples fails here, naming them, and registers nothing.
         check_bad_samples(read_bad_samples(local), cfg.max_bad_samples)
         checkpoint_path = os.path.join(local, CHECKPOINT_FILE)
-        mlflow.log_artifact(checkpoint_path, artifact_path="checkpoint")
+        # The registered model carries the weights once; the full checkpoint (optimizer state) stays in the Ray run.
         _log_previews(checkpoint_path, store, plan, cfg.preview_count)
         version, uri = tracking.register_model(checkpoint_path, cfg.registered_model)
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}

@@ -4,7 +4,7 @@ Tracking URI: MLFLOW_TRACKING_URI when set (a server), else a SQLite file `mlflo
 directory with artifacts beside it in `mlartifacts/`. The registry uses the same URI. Readers (evaluation,
 promotion) use `use_existing_store`: a missing SQLite file is an error, never a new empty database.
 
-Aliases: every registered version gets CANDIDATE_ALIAS; CHAMPION_ALIAS is set by a person (`python -m
+Aliases: every registered version gets CANDIDATE_ALIAS; `champion` is set by a person (`python -m
 train.promote NAME VERSION`). `models:/NAME@latest` is MLflow's own virtual alias for the newest version.
 Every MLflow failure here is a TrackingError: one line saying what failed, where, and why.
 """
@@ -25,7 +25,6 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 CANDIDATE_ALIAS = "candidate"
-CHAMPION_ALIAS = "champion"
 STORE_HELP = (
     "run from the folder holding mlflow.db, or set MLFLOW_TRACKING_URI "
     "(e.g. sqlite:////abs/path/mlflow.db or http://mlflow.internal:5000)"
