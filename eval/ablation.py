@@ -268,7 +268,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
                 label = mode if f == foci[0] else None
                 ax.scatter([x], [_mean(got, "median_ratio", True)], s=60, marker=marker, color=colour, label=label)
         # One theory curve per panel: every unseen camera has the same image size, hence the same shrink.
-        s = shrinks.pop() if scale == "fit" and len(shrinks) == 1 else 1.0
+        s = next(iter(shrinks)) if scale == "fit" and len(shrinks) == 1 else 1.0
         ax.plot(xs, np.ones_like(xs), "k--", lw=1, label="y = 1 (CSTM)")
         theory = "y = 1 / x" if s == 1 else f"y = 1 / ({s:.2f} x)"
         ax.plot(xs, 1 / (s * xs), "k:", lw=1, label=f"{theory} (none, theory)")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def evaluate(
         raise KeyError(f"unknown baselines {unknown}; valid: {', '.join(BASELINES)}")
     if scale not in INFER_SCALES:
         raise KeyError(f"unknown scale {scale!r}; valid: {', '.join(INFER_SCALES)}")
+    precision = autocast(resolve_device(device), autocast_mode)  # checked before anything is read or loaded
     # Pinned for the whole evaluation (latest when not given): the report names the version it scored, and
     # re-running with --store-version gives the same rows, hence the same numbers.
     store = open_store(store_url, storage_options).at_version(store_version)
@@ -74,7 +76,7 @@ def evaluate(
     roles.update({o.name: {"kind": "oracle", "of": m.name} for o, m in zip(oracles, models)})
     results, all_scores, kept = [], [], {}
     scored: dict[tuple[str, str], Scores] = {}
-    with autocast(resolve_device(device), autocast_mode):
+    with precision:
         for loaded in entries:
             for bench in benches:
                 scores, samples = score(loaded, store, bench, keep=keep)
@@ -176,7 +178,10 @@ def _log_to_mlflow(
                 for b in benches:
                     rows = pd.DataFrame({"sample_id": [r["sample_id"] for r in b.rows]})
                     name = f"{b.dataset}:{b.split}@v{store.version}"
-                    dataset = mlflow.data.from_pandas(rows, source=store.url, name=name)
+                    with warnings.catch_warnings():
+                        # A local store path matches two of MLflow's (identical) local source types; it says so.
+                        warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+                        dataset = mlflow.data.from_pandas(rows, source=store.url, name=name)
                     mlflow.log_input(dataset, context="evaluation")
                     metrics = {
                         f"{r['benchmark']}.{r['mode']}.{k}": v

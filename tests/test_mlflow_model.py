@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, free_port
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from PIL import Image
@@ -326,6 +326,10 @@ def test_missing_store_is_one_line_and_no_database_is_created(
     assert eval_run.main(args) == 2
     _one_line_error(capsys.readouterr().err, f"no MLflow store at {elsewhere} (from MLFLOW_TRACKING_URI)")
     assert not list(tmp_path.rglob("*.db")) and not (tmp_path / "nowhere").exists()
+    down = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", down)
+    assert eval_run.main(args) == 2  # in seconds: MLflow's client would retry for minutes
+    _one_line_error(capsys.readouterr().err, f"no MLflow server answers at {down} (")
 
 
 @pytest.mark.timeout(180)

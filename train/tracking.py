@@ -43,7 +43,7 @@ def tracking_uri() -> str:
 def _shown(uri: str) -> str:
     """The URI without any user:password part, for messages."""
     parts = urlsplit(uri)
-    return urlunsplit(parts._replace(netloc=parts.hostname or "")) if "@" in parts.netloc else uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else uri
 
 
 def _local_store(uri: str) -> Path | None:
@@ -59,13 +59,31 @@ def _local_store(uri: str) -> Path | None:
     return Path(uri).resolve() if not scheme else None
 
 
+def _unreachable(url: str) -> str | None:
+    """Why a tracking server does not answer its /health (None when it answers at all)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10)
+    except urllib.error.HTTPError:
+        return None  # it answered (a login, a proxy's 404): MLflow's own calls say what is wrong
+    except OSError as exc:
+        return str(getattr(exc, "reason", exc))
+    return None
+
+
 def use_existing_store() -> str:
-    """Point MLflow (tracking and registry) at tracking_uri(), which must exist when it is local; returns it."""
+    """Point MLflow (tracking and registry) at tracking_uri(), which must exist when it is local and answer when
+    it is a server; returns it."""
     uri = tracking_uri()
     local = _local_store(uri)
     if local is not None and not local.exists():
         where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "the default, ./mlflow.db"
         raise TrackingError(f"no MLflow store at {local} (from {where}): {STORE_HELP}")
+    # A server that is down fails here in seconds; MLflow's client retries each call for minutes first.
+    if urlsplit(uri).scheme in ("http", "https") and (why := _unreachable(_shown(uri))):
+        raise TrackingError(f"no MLflow server answers at {_shown(uri)} ({why}): {STORE_HELP}")
     return connect()
 
 
