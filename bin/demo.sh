@@ -16,9 +16,9 @@ python -m store.summary store
 echo "== 4. train the tiny model (Ray Train, 2 CPU workers) and register it in MLflow (./mlflow.db)"
 python -m train.run --config tiny --store store --set storage_path=runs | tee train.log
 echo "== 5. evaluate on cameras never seen in training (synthetic_kitti val) and on NYU-like rooms"
-python -m eval.run --model models:/metric-depth@latest --store store \
+python -m eval.run --model models:/metric-depth@candidate --store store \
     --benchmarks synthetic_kitti:val,synthetic_nyu --baselines constant,oracle --out report
 echo "== 6. a photo of an unseen camera (f = 200 px) -> metric depth, preview and point cloud"
 photo=$(ls src/kitti/2030_01_04/*/image_02/data/*.png | head -n 1)
-python -m eval.infer "$photo" --model models:/metric-depth@latest --out infer --f-px 200
+python -m eval.infer "$photo" --model models:/metric-depth@candidate --out infer --f-px 200
 echo "done: $out/report/report.html, $out/infer/cloud.ply, MLflow UI: mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db"
