@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from eval.models import Loaded
-from ingest.registry import all_adapters
 from store import Store, StoreError, open_store
 
 _EXAMPLES = 3  # overlapping ids named in a reason
@@ -36,6 +35,8 @@ class Domain:
 
 def shared_sources(adapter_a: str, adapter_b: str) -> list[str]:
     """What two adapters' sources have in common, as either one's AdapterInfo.shares declares it (empty: nothing)."""
+    from ingest.registry import all_adapters  # every adapter module: imported when a report needs it, not at --help
+
     adapters = all_adapters()
     found = []
     for mine, other in ((adapter_a, adapter_b), (adapter_b, adapter_a)):

@@ -14,7 +14,7 @@ Every result says whether the benchmark is zero-shot or in-domain for the model,
 (eval.domain). Metric mode scores predictions clipped to the protocol's depth range; an image left out of a mean
 (no scored pixel, a non-finite or non-positive prediction) is counted with its reason in report.json and report.md.
 --scale native runs our models at each image's own pixel scale (padded to the encoder stride) instead of fitting it
-into the model's infer_hw: the scale CSTM label and none modes train at (model.net.INFER_SCALES).
+into the model's infer_hw: the scale CSTM label and none modes train at (model.config.INFER_SCALES).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 from eval import report
 from eval.harness import EXCLUSION_REASONS, Scores, resolve_benchmark, score
 from eval.models import DepthModel, Loaded, constant_baseline, load_depth_model
+from model.config import INFER_SCALES
 from model.device import add_device_arguments, autocast, resolve_device
-from model.net import INFER_SCALES
 from store import StoreError, open_store
 from store.fs import parse_storage_options
 

@@ -78,3 +78,10 @@ def get_model_config(name: str, **overrides: object) -> ModelConfig | Metric3DV1
     except KeyError:
         raise KeyError(f"unknown model {name!r}; valid: {', '.join(sorted(MODELS))}") from None
     return replace(base, **overrides) if overrides else base
+
+
+# How infer() meets a photo: the CLIs list these without importing torch.
+INFER_SCALES = {
+    "fit": "fit the photo into the model's infer_hw (bounded time and memory for any photo size)",
+    "native": "the photo's own pixels, padded to the encoder stride and the prediction cropped back",
+}

@@ -29,7 +29,10 @@ import sys
 import tempfile
 from dataclasses import asdict
 
-from model.metric3d_v1 import ARCH, VARIANTS, load_official, save_checkpoint
+from model.config import MODELS, Metric3DV1Config
+
+# The variants, read from the light config registry (model.metric3d_v1 imports torch: loaded when importing).
+VARIANT_NAMES = sorted(n for n, c in MODELS.items() if isinstance(c, Metric3DV1Config))
 
 CHECKPOINT_FILE = "checkpoint.pt"  # our format, written here and turned into the registered weights file
 
@@ -58,6 +61,7 @@ def import_checkpoint(
     """Load, check and register an official checkpoint; returns run id, version and model URI."""
     import mlflow
 
+    from model.metric3d_v1 import ARCH, load_official, save_checkpoint
     from train import tracking
 
     model = load_official(path, name, input_hw)
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", help="official Metric3D v1 checkpoint file (.pth)")
-    parser.add_argument("--name", required=True, choices=sorted(VARIANTS), help="the variant the file holds")
+    parser.add_argument("--name", required=True, choices=VARIANT_NAMES, help="the variant the file holds")
     parser.add_argument("--registered-model", help="MLflow registered model name (default: --name)")
     parser.add_argument(
         "--train-datasets", help="comma list of the datasets the checkpoint was trained on (default: unknown)"

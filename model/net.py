@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import ModelConfig
+from model.config import INFER_SCALES, ModelConfig
 from model.device import assign_weights, skip_init
 from pipelines.cstm import from_network, to_network
 
@@ -31,10 +31,6 @@ _LOG_DEPTH_INIT, _LOG_DEPTH_RANGE = math.log(10.0), (-5.0, 7.0)
 # How infer() sizes a photo for the network, by name (eval.run --scale reads this dict). Label and none modes train
 # at the images' own pixel scale (times the 0.9-1.4 resize augmentation): `fit` may shrink a photo far outside that.
 # Image mode always sees its canonical resize (F_CANONICAL_PX / f), the method itself, whichever is chosen.
-INFER_SCALES = {
-    "fit": "fit the photo into the model's infer_hw (bounded time and memory for any photo size)",
-    "native": "the photo's own pixels, padded to the encoder stride and the prediction cropped back",
-}
 
 
 class _Block(nn.Sequential):

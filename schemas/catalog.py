@@ -6,7 +6,8 @@ write time on each shard's part and by audits. Reading checks only the cheap inv
 
 from __future__ import annotations
 
-import pandera.pandas as pda
+import functools
+
 import pyarrow as pa
 
 from schemas.sample import SENSOR_KINDS, SPLITS
@@ -63,37 +64,43 @@ QUARANTINE_COLUMNS = pa.schema(
     ]
 )
 
-_nonempty = pda.Check.str_length(min_value=1)
-_CATALOG_SCHEMA = pda.DataFrameSchema(
-    {
-        "sample_id": pda.Column(str, _nonempty, unique=True, nullable=False),
-        "dataset": pda.Column(str, pda.Check.str_matches(r"^[a-z0-9_]+$"), nullable=False),
-        "split": pda.Column(str, pda.Check.isin(SPLITS)),
-        "scene": pda.Column(str, nullable=False),
-        "frame": pda.Column(str, nullable=False),
-        "camera": pda.Column(str, nullable=False),
-        "sensor": pda.Column(str, pda.Check.isin(SENSOR_KINDS)),
-        "height": pda.Column("int32", pda.Check.gt(0)),
-        "width": pda.Column("int32", pda.Check.gt(0)),
-        "fx": pda.Column(float, pda.Check.gt(0)),
-        "fy": pda.Column(float, pda.Check.gt(0)),
-        "cx": pda.Column(float),
-        "cy": pda.Column(float),
-        "valid_frac": pda.Column(float, pda.Check.in_range(0.0, 1.0)),
-        # NaN when a sample has no valid pixel (kept: a fully invalid frame is still an image).
-        "depth_min_m": pda.Column(float, pda.Check.ge(0), nullable=True),
-        "depth_median_m": pda.Column(float, pda.Check.ge(0), nullable=True),
-        "depth_max_m": pda.Column(float, pda.Check.ge(0), nullable=True),
-        "shard": pda.Column(str, _nonempty),
-        "index": pda.Column("int32", pda.Check.ge(0)),
-    },
-    strict=False,
-)
+
+@functools.cache
+def _catalog_schema():  # noqa: ANN202 - a pandera schema; pandera loads only when rows are validated
+    """The pandera schema of catalog rows (built once; pandera and pandas load here, not at import)."""
+    import pandera.pandas as pda
+
+    _nonempty = pda.Check.str_length(min_value=1)
+    return pda.DataFrameSchema(
+        {
+            "sample_id": pda.Column(str, _nonempty, unique=True, nullable=False),
+            "dataset": pda.Column(str, pda.Check.str_matches(r"^[a-z0-9_]+$"), nullable=False),
+            "split": pda.Column(str, pda.Check.isin(SPLITS)),
+            "scene": pda.Column(str, nullable=False),
+            "frame": pda.Column(str, nullable=False),
+            "camera": pda.Column(str, nullable=False),
+            "sensor": pda.Column(str, pda.Check.isin(SENSOR_KINDS)),
+            "height": pda.Column("int32", pda.Check.gt(0)),
+            "width": pda.Column("int32", pda.Check.gt(0)),
+            "fx": pda.Column(float, pda.Check.gt(0)),
+            "fy": pda.Column(float, pda.Check.gt(0)),
+            "cx": pda.Column(float),
+            "cy": pda.Column(float),
+            "valid_frac": pda.Column(float, pda.Check.in_range(0.0, 1.0)),
+            # NaN when a sample has no valid pixel (kept: a fully invalid frame is still an image).
+            "depth_min_m": pda.Column(float, pda.Check.ge(0), nullable=True),
+            "depth_median_m": pda.Column(float, pda.Check.ge(0), nullable=True),
+            "depth_max_m": pda.Column(float, pda.Check.ge(0), nullable=True),
+            "shard": pda.Column(str, _nonempty),
+            "index": pda.Column("int32", pda.Check.ge(0)),
+        },
+        strict=False,
+    )
 
 
 def validate_catalog(table: pa.Table) -> pa.Table:
     """Full check of catalog rows (types, ranges, non-null ids, unique sample_id); raises pandera SchemaError."""
     if not table.schema.equals(CATALOG_COLUMNS):
         raise ValueError(f"catalog schema differs from the expected one:\n{table.schema}\nexpected:\n{CATALOG_COLUMNS}")
-    _CATALOG_SCHEMA.validate(table.drop_columns(["source_uris"]).to_pandas())
+    _catalog_schema().validate(table.drop_columns(["source_uris"]).to_pandas())
     return table
