@@ -142,7 +142,11 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(cfg.seed)
     model_cfg = get_model_config(cfg.model_name, cstm=cfg.cstm, pretrained_path=cfg.pretrained_path or None)
-    model = ray.train.torch.prepare_model(build_model(model_cfg))
+    # Gradients as views of DDP's buckets: no "grad strides do not match bucket view strides" copy (and
+    # warning) for convolution weights whose gradients come out in another memory layout.
+    model = ray.train.torch.prepare_model(
+        build_model(model_cfg), parallel_strategy_kwargs={"gradient_as_bucket_view": True}
+    )
     net = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
     opt = build_optimizer(net, cfg)
