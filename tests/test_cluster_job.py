@@ -9,7 +9,6 @@ from its last checkpoint with the samples digest of an uninterrupted run and one
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -73,9 +72,6 @@ def test_node_loss_during_a_submitted_job(tiny_store: str, tmp_path: Path):
     store = open_store(tiny_store, version=result["store_version"])
     assert result["samples_digest"] == expected_digest(store, cfg, STEPS)  # as an uninterrupted run
     assert "worker group" in logs.lower() or "restart" in logs.lower() or "error count" in logs.lower(), logs[-3000:]
-    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
-    try:
-        versions = mlflow.MlflowClient().search_model_versions(f"name = '{cfg.registered_model}'")
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI")
+    uri = env["MLFLOW_TRACKING_URI"]
+    versions = mlflow.MlflowClient(uri, uri).search_model_versions(f"name = '{cfg.registered_model}'")
     assert len(versions) == 1

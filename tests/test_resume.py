@@ -57,8 +57,7 @@ def test_a_killed_run_resumes_with_the_same_samples(tiny_store: str, tmp_path: P
     assert result["samples_digest"] == expected_digest(
         open_store(tiny_store, version=result["store_version"]), cfg, STEPS
     )
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name(cfg.experiment).experiment_id])
     assert [r.info.run_id for r in runs] == [result["run_id"]]  # the same MLflow run, continued
     run = runs[0]
