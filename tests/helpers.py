@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -56,3 +57,10 @@ def nyu_tree(real: Path, out: Path) -> Path:
         shutil.copy(jpg, folder / jpg.name)
         shutil.copy(demo / "depth" / f"sync_depth_{index}.png", folder / f"sync_depth_{index}.png")
     return out
+
+
+def metric3d_annotations(folder: Path, entries: list[dict]) -> Path:
+    """A Metric3D annotation file (`{"files": [...]}`) in `folder`, for the metric3d_json adapter."""
+    path = folder / "annotations.json"
+    path.write_text(json.dumps({"files": entries}))
+    return path

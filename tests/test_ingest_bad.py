@@ -8,17 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import kitti_tree
+from helpers import kitti_tree, metric3d_annotations
 from PIL import Image
 
 from ingest.engine import ingest
 from store import open_store
-
-
-def _annotations(folder: Path, entries: list[dict]) -> Path:
-    path = folder / "annotations.json"
-    path.write_text(json.dumps({"files": entries}))
-    return path
 
 
 @pytest.mark.real
@@ -49,7 +43,7 @@ def test_bad_inputs_are_quarantined_with_reasons(real_root: Path, tmp_path: Path
         {**good, "rgb": "rgb/missing.png"},
     ]
     summary = ingest(
-        "metric3d_json", str(_annotations(src, entries)), str(tmp_path / "store"), workers=0, progress=False
+        "metric3d_json", str(metric3d_annotations(src, entries)), str(tmp_path / "store"), workers=0, progress=False
     )
     assert (summary.ingested, summary.quarantined) == (1, 7)
     q = {r["item"]: r for r in open_store(str(tmp_path / "store")).quarantine().to_pylist()}

@@ -3,7 +3,6 @@ line and are never quarantined; quarantined items can be retried once fixed (the
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -12,18 +11,13 @@ from pathlib import Path
 
 import pytest
 from faultproxy import FaultProxy
+from helpers import metric3d_annotations
 
 from ingest.engine import ingest
 from ingest.synthetic import Camera, generate
 from store import open_store
 
 CAMS = (Camera("a", 120.0, 64, 48, "kitti", "train"),)
-
-
-def _annotations(folder: Path, entries: list[dict]) -> Path:
-    path = folder / "annotations.json"
-    path.write_text(json.dumps({"files": entries}))
-    return path
 
 
 @pytest.mark.real
@@ -35,7 +29,9 @@ def test_paths_outside_the_source_in_any_form_are_quarantined(real_root: Path, t
     entries = [{**good, "depth_scale": 256.0}] + [
         {**good, "rgb": bad, "depth": f"depth/{i}.png", "depth_scale": 256.0} for i, bad in enumerate(escapes)
     ]
-    summary = ingest("metric3d_json", str(_annotations(src, entries)), str(tmp_path / "s"), workers=0, progress=False)
+    summary = ingest(
+        "metric3d_json", str(metric3d_annotations(src, entries)), str(tmp_path / "s"), workers=0, progress=False
+    )
     assert (summary.ingested, summary.quarantined) == (1, len(escapes))
     q = open_store(str(tmp_path / "s")).quarantine().to_pylist()
     # `..` anywhere is refused; an absolute path is looked up as a suffix under the JSON's folder only (the
