@@ -33,3 +33,21 @@ def init_ray(num_cpus: int | None = None) -> None:
         dashboard_host="127.0.0.1",
         logging_level=logging.WARNING,
     )
+
+
+def cluster_capacity() -> tuple[dict[str, float], bool]:
+    """The CPUs and GPUs the connected runtime can hold, and whether that is all it can ever hold.
+
+    A runtime of this machine (no RAY_ADDRESS) is final. A cluster counts up to the maximum its autoscaler
+    reports (final; Ray Train's own start check reads the same figure), else the nodes up now: not final, as a
+    cluster launcher's autoscaler adds nodes on demand without reporting how many it may add."""
+    import ray
+    import ray._private.state
+
+    now = {k: float(ray.cluster_resources().get(k, 0.0)) for k in ("CPU", "GPU")}
+    if not os.environ.get("RAY_ADDRESS"):
+        return now, True
+    most = ray._private.state.state.get_max_resources_from_cluster_config()
+    if not most:
+        return now, False
+    return {k: max(now[k], float(most.get(k, 0))) for k in now}, True

@@ -23,11 +23,10 @@ import cv2
 import numpy as np
 
 from schemas.camera import F_CANONICAL_PX, mean_focal_px
+from schemas.sample import SPARSE_VALID_FRAC
 
 CSTM_MODES = ("label", "image", "none")
 Intrinsics = tuple[float, float, float, float]
-# Below this valid fraction a depth map is treated as sparse (lidar-like) and resized by moving each point.
-SPARSE_VALID_FRAC = 0.5
 
 
 def check_mode(mode: str) -> str:
@@ -151,38 +150,46 @@ def _source_window(plan: Plan, hw: tuple[int, int]) -> tuple[int, int, int, int]
     return plan.v0, v1, plan.u0, u1
 
 
-def _place(part: np.ndarray, plan: Plan) -> np.ndarray:
+def _place(part: np.ndarray, plan: Plan, out: np.ndarray | None = None, scale: float = 0.0) -> np.ndarray:
     """Put the resized window into the zero-padded crop (crop pixel X' = window pixel X' + k), mirrored
-    when the plan flips: one copy either way."""
+    when the plan flips: one copy either way. `out` (zeros, out_hw) receives it; with `scale`, stored
+    integers become metres on the way (value / scale in float32, as the dense decode does)."""
     ch, cw = plan.out_hw
-    out = np.zeros((ch, cw, *part.shape[2:]), part.dtype)
+    if out is None:
+        out = np.zeros((ch, cw, *part.shape[2:]), np.float32 if scale else part.dtype)
     dx, dy = max(plan.kx, 0), max(plan.ky, 0)
     ox, oy = dx - plan.kx, dy - plan.ky
     nx, ny = min(part.shape[1] - dx, cw - ox), min(part.shape[0] - dy, ch - oy)
     if nx > 0 and ny > 0:
         window = part[dy : dy + ny, dx : dx + nx]
-        if plan.flip:
-            out[oy : oy + ny, cw - ox - nx : cw - ox] = window[:, ::-1]
+        region = out[oy : oy + ny, cw - ox - nx : cw - ox] if plan.flip else out[oy : oy + ny, ox : ox + nx]
+        if scale:
+            np.divide(cv2.flip(window, 1) if plan.flip else window, np.float32(scale), out=region, dtype=np.float32)
+        elif plan.flip:
+            cv2.flip(window, 1, dst=region)  # numpy's reversed-stride copy of HxWx3 bytes is ~15x slower
         else:
-            out[oy : oy + ny, ox : ox + nx] = window
+            region[...] = window
     return out
 
 
-def _resize_window(image: np.ndarray, plan: Plan, interpolation: int) -> np.ndarray:
+def _resize_window(
+    image: np.ndarray, plan: Plan, interpolation: int, out: np.ndarray | None = None, scale: float = 0.0
+) -> np.ndarray:
     v0, v1, u0, u1 = _source_window(plan, image.shape[:2])
     if v1 <= v0 or u1 <= u0:
-        return np.zeros((*plan.out_hw, *image.shape[2:]), image.dtype)
+        return np.zeros((*plan.out_hw, *image.shape[2:]), image.dtype) if out is None else out
     window = image[v0:v1, u0:u1]
     if (plan.sx, plan.sy) != (1.0, 1.0):
         # fx/fy given (no dsize): OpenCV keeps exactly these factors, so window pixel d samples the source
         # at u0 + (d + 0.5) / sx - 0.5, the whole-image resize's own grid.
         window = cv2.resize(window, None, fx=plan.sx, fy=plan.sy, interpolation=interpolation)
-    return _place(window, plan)
+    return _place(window, plan, out, scale)
 
 
-def warp_rgb(rgb: np.ndarray, plan: Plan) -> np.ndarray:
-    """Bilinear resize + crop (+ flip), computing only the source window the crop needs; padding is 0."""
-    return _resize_window(rgb, plan, cv2.INTER_LINEAR)
+def warp_rgb(rgb: np.ndarray, plan: Plan, out: np.ndarray | None = None) -> np.ndarray:
+    """Bilinear resize + crop (+ flip), computing only the source window the crop needs; padding is 0.
+    `out`: a zeroed out_hw x 3 uint8 array to write into (a slot of a batch)."""
+    return _resize_window(rgb, plan, cv2.INTER_LINEAR, out)
 
 
 def warp_depth(depth: np.ndarray, plan: Plan, sparse: bool | None = None) -> np.ndarray:
@@ -191,33 +198,56 @@ def warp_depth(depth: np.ndarray, plan: Plan, sparse: bool | None = None) -> np.
     scale by depth_factor."""
     if sparse is None:
         sparse = np.count_nonzero(depth) < SPARSE_VALID_FRAC * depth.size
-    out = _splat(depth, plan) if sparse else _resize_window(depth, plan, cv2.INTER_NEAREST_EXACT)
+    if sparse:
+        index = np.flatnonzero(depth)
+        return splat_points(index, depth.ravel()[index], depth.shape, plan)
+    return warp_depth_map(depth, plan)
+
+
+def warp_depth_map(values: np.ndarray, plan: Plan, scale: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
+    """A dense map by nearest neighbour, then times depth_factor. `values`: metres (float32), or integers
+    with `scale` (metres = value / scale, converted only inside the crop); `out`: a zeroed out_hw float32."""
+    out = _resize_window(values, plan, cv2.INTER_NEAREST_EXACT, out, scale)
     if plan.depth_factor != 1.0:
         out *= np.float32(plan.depth_factor)
     return out
 
 
-def _splat(depth: np.ndarray, plan: Plan) -> np.ndarray:
+def splat_points(
+    index: np.ndarray, depth_m: np.ndarray, hw: tuple[int, int], plan: Plan, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Sparse depth given as points (row-major pixel indices of an hw map, float32 metres) moved to their
+    crop pixels, the nearest winning each pixel, times depth_factor. `out`: a zeroed out_hw float32."""
     h, w = plan.out_hw
-    v0, v1, u0, u1 = _source_window(plan, depth.shape)
-    v, u = np.nonzero(depth[v0:v1, u0:u1])
-    z = depth[v + v0, u + u0]
-    # Source pixel u -> crop pixel (u + 0.5) sx - 0.5 - x0, rounded to the nearest pixel centre.
-    x = np.rint((u + (u0 + 0.5)) * plan.sx - (0.5 + plan.x0)).astype(np.int64)
-    y = np.rint((v + (v0 + 0.5)) * plan.sy - (0.5 + plan.y0)).astype(np.int64)
-    keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-    x, y, z = x[keep], y[keep], z[keep]
-    flat = y * w + (w - 1 - x if plan.flip else x)
-    out = np.zeros(h * w, np.float32)
-    out[flat] = z
+    if out is None:
+        out = np.zeros((h, w), np.float32)
+    elif not out.flags.c_contiguous:
+        raise ValueError("splat_points writes through a flat view: `out` must be C-contiguous")
+    # Source column u -> crop column rint((u + 0.5) sx - 0.5 - x0), as a table per column and per row: two
+    # gathers per point instead of float arithmetic on every point. -1 marks columns/rows outside the crop.
+    x = np.rint((np.arange(hw[1]) + 0.5) * plan.sx - (0.5 + plan.x0)).astype(np.int64)
+    y = np.rint((np.arange(hw[0]) + 0.5) * plan.sy - (0.5 + plan.y0)).astype(np.int64)
+    if plan.flip:
+        x = w - 1 - x
+    col = np.where((x >= 0) & (x < w), x, -1)
+    row = np.where((y >= 0) & (y < h), y * w, -1)
+    v, u = np.divmod(index, hw[1])
+    c, r = col[u], row[v]
+    keep = (c >= 0) & (r >= 0)
+    flat, z = (r + c)[keep], depth_m[keep]
+    if plan.depth_factor != 1.0:
+        # Scaling before the minimum is the same as after: rounding a positive product is monotone.
+        z = z * np.float32(plan.depth_factor)
+    target = out.reshape(-1)
+    target[flat] = z
     # Collisions happen only when shrinking, a few points per pixel at most: lower each pixel to its
     # nearest point in a handful of vector passes instead of sorting every point by depth.
     while True:
-        closer = z < out[flat]
+        closer = z < target[flat]
         if not closer.any():
             break
-        out[flat[closer]] = z[closer]
-    return out.reshape(h, w)
+        target[flat[closer]] = z[closer]
+    return out
 
 
 def apply(

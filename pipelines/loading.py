@@ -13,8 +13,10 @@ same for any number of workers).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from pipelines.cstm import SPARSE_VALID_FRAC, apply, check_mode, plan_transform
+from pipelines.cstm import check_mode, plan_transform, splat_points, warp_depth_map, warp_rgb
 from pipelines.sampling import (
     EpochOrder,
     augment_rng,
@@ -35,7 +37,9 @@ from pipelines.sampling import (
     steps_per_epoch,
 )
 from schemas.camera import mean_focal_px
+from schemas.sample import SPARSE_VALID_FRAC
 from store import Store, as_store
+from store.codecs import DepthGrid, DepthPoints, points_of
 from store.store import READ_COLUMNS, READ_TYPES, CorruptSampleError
 
 
@@ -49,22 +53,59 @@ class Augment:
     flip_prob: float = 0.5
 
 
-def load_sample(store: Store, row: dict[str, Any], aug: Augment, seed: int, epoch: int, position: int) -> dict:
-    """One catalog row -> one transformed training example (numpy), drawing from (seed, epoch, position)."""
-    rgb, depth = store.read_arrays(row)
+@dataclass
+class Slots:
+    """One batch's output arrays, zero-filled (zero = padding / invalid), written in place sample by sample:
+    rgb uint8 BxHxWx3, depth_c float32 Bx1xHxW, k_px_c float32 Bx4, f_px float32 B."""
+
+    rgb: np.ndarray
+    depth_c: np.ndarray
+    k_px_c: np.ndarray
+    f_px: np.ndarray
+
+    @classmethod
+    def zeros(cls, n: int, crop_hw: tuple[int, int]) -> Slots:
+        h, w = crop_hw
+        return cls(
+            np.zeros((n, h, w, 3), np.uint8),
+            np.zeros((n, 1, h, w), np.float32),
+            np.zeros((n, 4), np.float32),
+            np.zeros(n, np.float32),
+        )
+
+
+def transform_into(
+    slots: Slots, i: int, rgb: np.ndarray, depth: DepthPoints | DepthGrid, row: dict[str, Any], aug: Augment, rng
+) -> None:
+    """Draw a sample's augmentation from `rng` and write its transformed arrays into slot i."""
     k_px = (row["fx"], row["fy"], row["cx"], row["cy"])
-    rng = augment_rng(seed, epoch, position)
     ratio = float(rng.uniform(*aug.ratio_range))
     crop_uv = (float(rng.random()), float(rng.random()))
     flip = bool(rng.random() < aug.flip_prob)
     plan = plan_transform(rgb.shape[:2], k_px, aug.cstm, ratio, aug.crop_hw, crop_uv, flip)
-    rgb, depth, valid, k = apply(rgb, depth, plan, sparse=row["valid_frac"] < SPARSE_VALID_FRAC)
+    warp_rgb(rgb, plan, out=slots.rgb[i])
+    out_depth = slots.depth_c[i, 0]
+    if isinstance(depth, DepthGrid) and row["valid_frac"] < SPARSE_VALID_FRAC:
+        depth = points_of(depth.values, depth.scale)  # a sparse map stored as a map (older stores)
+    if isinstance(depth, DepthPoints):
+        splat_points(depth.index, depth.depth_m(), depth.hw, plan, out=out_depth)
+    else:
+        warp_depth_map(depth.values, plan, depth.scale, out=out_depth)
+    slots.k_px_c[i] = plan.k_px
+    slots.f_px[i] = mean_focal_px(k_px)
+
+
+def load_sample(store: Store, row: dict[str, Any], aug: Augment, seed: int, epoch: int, position: int) -> dict:
+    """One catalog row -> one transformed training example (numpy), drawing from (seed, epoch, position)."""
+    slots = Slots.zeros(1, aug.crop_hw)
+    rgb, depth = store.read_stored(row)
+    transform_into(slots, 0, rgb, depth, row, aug, augment_rng(seed, epoch, position))
     return {
-        "rgb": rgb,  # HxWx3: batches are stacked channels-last and viewed as Bx3xHxW (no per-sample copy)
-        "depth_c": depth[None],
-        "valid": valid[None],
-        "k_px_c": np.asarray(k, np.float32),
-        "f_px": np.float32(mean_focal_px(k_px)),
+        "rgb": slots.rgb[0],
+        "depth_c": slots.depth_c[0],
+        "valid": slots.depth_c[0] > 0,
+        "k_px_c": slots.k_px_c[0],
+        "f_px": slots.f_px[0],
         "sample_id": row["sample_id"],
         "dataset": row["dataset"],
     }
@@ -84,8 +125,9 @@ class _Loader:
         self.store, self.aug, self.seed, self.epoch, self.plan = store, aug, seed, epoch, plan
         self.bad: dict[str, str] = {}
 
-    def load(self, row: dict[str, Any], position: int) -> tuple[dict, list[tuple[str, str]]]:
-        """The example for `position` and the (sample id, reason) of each candidate that failed before it."""
+    def load(self, row: dict[str, Any], position: int, slots: Slots, i: int) -> tuple[str, str, list[tuple[str, str]]]:
+        """Write the example for `position` into slot i; return its sample id, dataset and the (sample id,
+        reason) of each candidate that failed before it."""
         failed: list[tuple[str, str]] = []
         for attempt in range(MAX_CANDIDATES):
             if attempt:
@@ -95,14 +137,34 @@ class _Loader:
             sample_id = row["sample_id"]
             if sample_id not in self.bad:
                 try:
-                    return load_sample(self.store, row, self.aug, self.seed, self.epoch, position), failed
+                    rgb, depth = self.store.read_stored(row)
                 except CorruptSampleError as exc:
                     self.bad[sample_id] = str(exc)
+                else:
+                    rng = augment_rng(self.seed, self.epoch, position)
+                    transform_into(slots, i, rgb, depth, row, self.aug, rng)
+                    return sample_id, row["dataset"], failed
             failed.append((sample_id, self.bad[sample_id]))
         raise CorruptSampleError(
             f"epoch {self.epoch} position {position}: {MAX_CANDIDATES} candidate samples in a row failed to load "
             f"(first: {failed[0][1]}); check the store with Store.audit(checksums=True)"
         )
+
+    def batch(self, rows: list[dict[str, Any]], positions: np.ndarray) -> dict[str, Any]:
+        """The numpy batch for these rows at these global positions: arrays, ids, datasets, and per sample
+        the candidates that failed before it."""
+        slots = Slots.zeros(len(rows), self.aug.crop_hw)
+        loaded = [self.load(row, int(p), slots, i) for i, (row, p) in enumerate(zip(rows, positions))]
+        return {
+            "rgb": slots.rgb,
+            "depth_c": slots.depth_c,
+            "valid": slots.depth_c > 0,
+            "k_px_c": slots.k_px_c,
+            "f_px": slots.f_px,
+            "sample_id": [sample_id for sample_id, _, _ in loaded],
+            "dataset": [dataset for _, dataset, _ in loaded],
+            "failed": [failed for _, _, failed in loaded],
+        }
 
 
 class TooManyBadSamples(CorruptSampleError):
@@ -126,20 +188,6 @@ def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     out = {k: torch.from_numpy(arrays[k]) for k in _ARRAY_FIELDS}
     out["rgb"] = out["rgb"].permute(0, 3, 1, 2)
     return out
-
-
-def _stack(examples: list[dict]) -> dict[str, Any]:
-    """Per-sample fields -> batch fields: arrays stacked, ids and dataset names as lists."""
-    out: dict[str, Any] = {k: np.stack([e[k] for e in examples]) for k in _ARRAY_FIELDS}
-    out["sample_id"] = [e["sample_id"] for e in examples]
-    out["dataset"] = [e["dataset"] for e in examples]
-    return out
-
-
-def collate(examples: list[dict], bad_samples: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-    """Examples -> one batch of tensors, with the corrupt samples met while loading them."""
-    batch = _stack(examples)
-    return {**batch, **_tensors(batch), "bad_samples": list(bad_samples or [])}
 
 
 def training_rows(store: Store, split: str = "train", datasets: list[str] | None = None) -> pa.Table:
@@ -215,48 +263,45 @@ def training_batches(
     for step in range(start_step, plan.steps):
         positions = rank_positions(step, batch_size, rank, world_size)
         rows = rows_at(plan.rows, plan.order.rows[positions])
-        loaded = [loader.load(r, int(p)) for r, p in zip(rows, positions)]
-        yield collate([example for example, _ in loaded], [b for _, bad in loaded for b in bad])
+        batch = loader.batch(rows, positions)
+        failed = batch.pop("failed")
+        yield {**batch, **_tensors(batch), "bad_samples": [b for bad in failed for b in bad]}
 
 
-class _LoadBatch:
-    """Ray Data map_batches worker: keeps its store (and open shard arrays) across batches."""
+@functools.lru_cache(maxsize=2)
+def _worker_store(store_url: str, store_version: int, storage_options: str) -> Store:
+    """The store at the planned version, opened once per Ray worker process (reused by every task it runs)."""
+    from store import open_store
 
-    def __init__(
-        self,
-        store_url: str,
-        store_version: int,
-        storage_options: dict,
-        aug: Augment,
-        seed: int,
-        epoch: int,
-        mix: dict[str, float] | None,
-        batch_size: int,
-        split: str,
-    ) -> None:
-        from store import open_store
+    return open_store(store_url, json.loads(storage_options), version=store_version)
 
-        self.store = open_store(store_url, storage_options, version=store_version)  # the version planned on
-        self.plan_args = (mix, seed, epoch, batch_size, split)
-        self._plan: Plan | None = None
-        self.loader = _Loader(self.store, aug, seed, epoch, self.plan)
 
-    def plan(self) -> Plan:
-        """The epoch's plan, made only when a stand-in is needed: most actors never read the whole catalog."""
-        if self._plan is None:
-            self._plan = plan_epoch(self.store, *self.plan_args)
-        return self._plan
+@functools.lru_cache(maxsize=2)
+def _worker_loader(
+    store_url: str, store_version: int, storage_options: str, aug: Augment, seed: int, epoch: int, plan_args: str
+) -> _Loader:
+    """One epoch's loader in a Ray worker process: its bad-sample memory lasts the epoch, and the plan (the
+    whole catalog) is made only when a stand-in is needed, which most workers never do."""
+    store = _worker_store(store_url, store_version, storage_options)
+    mix, batch_size, split = json.loads(plan_args)
+    return _Loader(
+        store, aug, seed, epoch, functools.cache(lambda: plan_epoch(store, mix, seed, epoch, batch_size, split))
+    )
 
-    def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
-        loaded = [self.loader.load(r, r["position"]) for r in batch.to_pylist()]
-        out = _stack([example for example, _ in loaded])
-        return {
-            **out,
-            "sample_id": np.array(out["sample_id"], object),
-            "dataset": np.array(out["dataset"], object),
-            # A column holds one value per sample: each one's failed candidates, as JSON.
-            "bad_samples": np.array([json.dumps(bad) for _, bad in loaded], object),
-        }
+
+def _load_block(batch: pa.Table, context: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Ray Data map_batches task: rows (a few batches' worth) -> their arrays, in row order."""
+    loader = _worker_loader(**context)
+    rows = batch.to_pylist()
+    out = loader.batch(rows, np.array([r["position"] for r in rows]))
+    del out["valid"]  # depth_c > 0: made where it is used rather than moved through the object store
+    return {
+        **out,
+        "sample_id": np.array(out["sample_id"], object),
+        "dataset": np.array(out["dataset"], object),
+        # A column holds one value per sample: each one's failed candidates, as JSON.
+        "failed": np.array([json.dumps(bad) for bad in out["failed"]], object),
+    }
 
 
 def training_dataset(
@@ -274,8 +319,11 @@ def training_dataset(
     ratio_range: tuple[float, float] = (0.9, 1.4),
     num_cpus: float = 1.0,
     concurrency: int = 1,
+    batches_per_task: int = 4,
 ):
-    """Ray Data path: a ray.data.Dataset of this rank's batches (one block per batch, order preserved).
+    """Ray Data path: a ray.data.Dataset of this rank's samples in batch order (order preserved), loaded by
+    `concurrency` tasks at a time of `num_cpus` each, `batches_per_task` batches per task (Ray's cost per task and
+    per block is paid once for them).
 
     Iterate it with `iter_torch(ds, batch_size // world_size)` to get the same dicts as training_batches."""
     import ray.data
@@ -287,33 +335,38 @@ def training_dataset(
     positions, rows = _rank_rows(plan, batch_size, rank, world_size, start_step)
     rows = rows.append_column("position", pa.array(positions))
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    blocks = [rows.slice(i, per) for i in range(0, rows.num_rows, per)] or [rows]
+    rows_per_task = per * batches_per_task
+    blocks = [rows.slice(i, rows_per_task) for i in range(0, rows.num_rows, rows_per_task)] or [rows]
+    context = {
+        "store_url": store.url,
+        "store_version": store.version,
+        "storage_options": json.dumps(store.storage_options, sort_keys=True),
+        "aug": aug,
+        "seed": seed,
+        "epoch": epoch,
+        "plan_args": json.dumps([mix, batch_size, split]),
+    }
+    # Tasks, not actors: Ray keeps its worker processes between tasks and epochs, so imports and the store's
+    # opening are paid once per process instead of by a new actor pool every epoch.
     return ray.data.from_arrow(blocks).map_batches(
-        _LoadBatch,
-        fn_constructor_kwargs={
-            "store_url": store.url,
-            "store_version": store.version,
-            "storage_options": store.storage_options,
-            "aug": aug,
-            "seed": seed,
-            "epoch": epoch,
-            "mix": mix,
-            "batch_size": batch_size,
-            "split": split,
-        },
-        batch_size=per,
+        _load_block,
+        fn_kwargs={"context": context},
+        batch_size=rows_per_task,
         batch_format="pyarrow",
         num_cpus=num_cpus,
-        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        concurrency=concurrency,
     )
 
 
 def iter_torch(ds, batch_size: int) -> Iterator[dict[str, Any]]:
-    """Batches of a training_dataset as the same dicts of tensors the in-process path yields."""
+    """Batches of a training_dataset as the same dicts of tensors the in-process path yields. The arrays are
+    views of Ray's object store, not copies (a copy costs as much CPU as the transforms that made them):
+    read-only, as training uses them; copy a tensor before writing into it."""
     for b in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-        # Ray hands out read-only buffers; torch wants writable ones.
-        out: dict[str, Any] = _tensors({k: np.array(b[k], copy=True) for k in _ARRAY_FIELDS})
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+            out: dict[str, Any] = _tensors({**b, "valid": b["depth_c"] > 0})
         out["sample_id"] = [str(s) for s in b["sample_id"]]
         out["dataset"] = [str(s) for s in b["dataset"]]
-        out["bad_samples"] = [(sid, reason) for text in b["bad_samples"] for sid, reason in json.loads(text)]
+        out["bad_samples"] = [(sid, reason) for text in b["failed"] for sid, reason in json.loads(text)]
         yield out

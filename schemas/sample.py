@@ -21,6 +21,9 @@ SENSOR_KINDS = (
     "synthetic",
 )
 SPLITS = ("train", "val", "test")
+# Depth with fewer valid pixels than this fraction is sparse (lidar, SfM): the store keeps it as points and
+# the loader moves each point when resizing; denser maps are stored as maps and resized by nearest neighbour.
+SPARSE_VALID_FRAC = 0.5
 
 # A principal point may sit off-centre (crops, converted datasets) but not this far outside the image:
 # beyond one image size off the border it is a units or convention error (normalised or swapped values).

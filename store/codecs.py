@@ -10,14 +10,22 @@ Write policies (`--rgb-codec`): auto (default: keep JPEG; PNG -> dzstd when with
 bytes, else keep the PNG), source (keep the file's bytes), dzstd, raw.
 Depth codecs (the smaller of the candidates is kept, per sample):
   u16     integer depth raw = round(depth_m * depth_scale) as uint16, zstd (lossless for datasets that ship
-          integers: KITTI /256, NYU mm, ...); best for sparse lidar maps
+          integers: KITTI /256, NYU mm, ...)
   du16    the same integers, horizontal delta then zstd level 9; best for dense maps (smooth surfaces)
   f32     float32 metres, zstd-compressed (datasets that ship floats)
+  pu16    sparse maps (valid fraction below schemas.sample.SPARSE_VALID_FRAC) as points: the valid pixels'
+          row-major indices and their uint16 integers; a loader never scans the dense map
+  pf32    the same with float32 metres (projected lidar of datasets that ship floats)
+Points payload: uint32 count, uint32 length of the index part, then zstd(byteshuffle(index gaps as uint32)),
+then zstd(byteshuffle(value deltas as uint16)) or zstd(byteshuffle(float32 values)). Points are 0.64-0.86x
+the bytes of the u16 map at every valid fraction below 0.5 measured (KITTI, NYU thinned, nuScenes-like);
+the map is kept in the rare case it is smaller, so no sample grows.
 `valid` is not stored: the canonical contract makes it exactly depth_m > 0.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import cv2
@@ -25,6 +33,8 @@ import imagecodecs
 import numpy as np
 import xxhash
 from numcodecs import Zstd
+
+from schemas.sample import SPARSE_VALID_FRAC
 
 _ZSTD = Zstd(level=3)
 _DZSTD_LEVEL = 3  # rgb: level 9 saves 0.3 % of the bytes for 2-3x the encode time (bench.ingest)
@@ -149,7 +159,15 @@ def encode_rgb(rgb: np.ndarray, policy: str, source: bytes | None, source_format
 
 
 def decode_rgb_payload(codec: str, data: bytes, height: int, width: int) -> np.ndarray:
-    if codec in ("jpeg", "png"):
+    """Stored RGB bytes -> uint8 HxWx3 RGB."""
+    if codec == "jpeg":
+        # Checked at ingest to decode as colour: libjpeg writes RGB directly (no BGR pass, no channel swap).
+        _check_complete(data, "jpeg")
+        rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+        if rgb is None:
+            raise DecodeError("OpenCV could not decode this JPEG")
+        return rgb
+    if codec == "png":
         return decode_rgb(data)
     if codec == "dzstd":
         deltas = np.frombuffer(imagecodecs.zstd_decode(data), np.uint8).reshape(height, width, 3)
@@ -159,18 +177,104 @@ def decode_rgb_payload(codec: str, data: bytes, height: int, width: int) -> np.n
     raise DecodeError(f"unknown stored rgb codec {codec!r}")
 
 
+POINT_CODECS = ("pu16", "pf32")
+_POINTS_HEADER = struct.Struct("<II")  # number of points, bytes of the index part
+_POINTS_LEVEL = 3  # level 9 saves 2-3 % here for 3x the encode time
+
+
+@dataclass(frozen=True)
+class DepthPoints:
+    """A sparse depth map as its valid pixels: row-major indices (int64, ascending) and stored values, uint16
+    integers (metres = value / scale) or float32 metres (scale 0)."""
+
+    hw: tuple[int, int]
+    index: np.ndarray
+    values: np.ndarray
+    scale: float
+
+    def depth_m(self) -> np.ndarray:
+        """The points' depths in metres (float32), by the same arithmetic as the dense decode."""
+        return _u16_to_m(self.values, self.scale) if self.scale else self.values
+
+    def dense(self) -> np.ndarray:
+        """The HxW float32 depth map in metres (0 where invalid)."""
+        out = np.zeros(self.hw[0] * self.hw[1], np.float32)
+        out[self.index] = self.depth_m()
+        return out.reshape(self.hw)
+
+
+@dataclass(frozen=True)
+class DepthGrid:
+    """A dense depth map as stored: HxW uint16 integers (metres = value / scale) or float32 metres (scale 0)."""
+
+    values: np.ndarray
+    scale: float
+
+    def depth_m(self) -> np.ndarray:
+        """The HxW float32 depth map in metres."""
+        return _u16_to_m(self.values, self.scale) if self.scale else self.values
+
+
+def points_of(depth: np.ndarray, scale: float = 0.0) -> DepthPoints:
+    """The valid (non-zero) pixels of a stored-value map as DepthPoints."""
+    index = np.flatnonzero(depth)
+    return DepthPoints(depth.shape, index, depth.ravel()[index], scale)
+
+
+def _encode_points(values: np.ndarray) -> bytes:
+    index = np.flatnonzero(values)
+    gaps = np.diff(index, prepend=0).astype(np.uint32)  # ascending: first index, then steps (< 2**32 pixels)
+    stored = values.ravel()[index]
+    if stored.dtype == np.uint16:
+        stored = imagecodecs.delta_encode(stored)  # neighbouring points lie on nearby surfaces
+    index_part = imagecodecs.zstd_encode(imagecodecs.byteshuffle_encode(gaps).tobytes(), level=_POINTS_LEVEL)
+    value_part = imagecodecs.zstd_encode(imagecodecs.byteshuffle_encode(stored).tobytes(), level=_POINTS_LEVEL)
+    return _POINTS_HEADER.pack(index.size, len(index_part)) + index_part + value_part
+
+
+def _decode_points(codec: str, data: bytes, height: int, width: int, depth_scale: float) -> DepthPoints:
+    if len(data) < _POINTS_HEADER.size:
+        raise DecodeError(f"{codec} payload of {len(data)} bytes is shorter than its header")
+    count, index_bytes = _POINTS_HEADER.unpack_from(data)
+    body = memoryview(data)[_POINTS_HEADER.size :]
+    dtype = np.uint16 if codec == "pu16" else np.float32
+    try:
+        gaps = np.frombuffer(imagecodecs.zstd_decode(body[:index_bytes]), np.uint32)
+        stored = np.frombuffer(imagecodecs.zstd_decode(body[index_bytes:]), dtype)
+    except imagecodecs.ZstdError as exc:
+        raise DecodeError(f"{codec} payload does not decompress: {exc}") from exc
+    if gaps.size != count or stored.size != count:
+        raise DecodeError(f"{codec} payload holds {gaps.size} indices and {stored.size} values, header says {count}")
+    index = np.cumsum(imagecodecs.byteshuffle_decode(gaps), dtype=np.int64)
+    stored = imagecodecs.byteshuffle_decode(stored)
+    if codec == "pu16":
+        stored = imagecodecs.delta_decode(stored)
+    if count and (index[-1] >= height * width or (count > 1 and not (np.diff(index) > 0).all())):
+        raise DecodeError(f"{codec} payload has point indices outside the {width}x{height} map or out of order")
+    return DepthPoints((height, width), index, stored, depth_scale if codec == "pu16" else 0.0)
+
+
 def encode_depth(depth_m: np.ndarray, depth_scale: float | None) -> tuple[Encoded, float]:
-    """Integers when they reproduce depth_m bit for bit (checked), float32 otherwise. Returns the scale used."""
+    """Integers when they reproduce depth_m bit for bit (checked), float32 otherwise; sparse maps as points
+    unless the map is smaller. Returns the scale used (0 for float32)."""
+    sparse = np.count_nonzero(depth_m) < SPARSE_VALID_FRAC * depth_m.size
     if depth_scale:
-        raw = np.rint(depth_m.astype(np.float64) * depth_scale)
+        raw = np.rint(depth_m * np.float32(depth_scale))  # float32 is exact: values <= 65535 with 24-bit mantissas
         if raw.max(initial=0) <= np.iinfo(np.uint16).max:
             raw16 = raw.astype(np.uint16)
             if np.array_equal(_u16_to_m(raw16, depth_scale), depth_m):
                 plain = Encoded("u16", _ZSTD.encode(raw16))
-                deltas = imagecodecs.delta_encode(raw16, axis=1)
-                delta = Encoded("du16", imagecodecs.zstd_encode(deltas, level=_DU16_LEVEL))
-                return min(plain, delta, key=lambda e: len(e.data)), float(depth_scale)
-    return Encoded("f32", _ZSTD.encode(np.ascontiguousarray(depth_m, np.float32))), 0.0
+                if sparse:  # the delta map is never the smaller one for sparse maps (bench.ingest)
+                    candidates = [Encoded("pu16", _encode_points(raw16)), plain]
+                else:
+                    deltas = imagecodecs.delta_encode(raw16, axis=1)
+                    candidates = [plain, Encoded("du16", imagecodecs.zstd_encode(deltas, level=_DU16_LEVEL))]
+                return min(candidates, key=lambda e: len(e.data)), float(depth_scale)
+    f32 = np.ascontiguousarray(depth_m, np.float32)
+    plain = Encoded("f32", _ZSTD.encode(f32))
+    if sparse:
+        return min([Encoded("pf32", _encode_points(f32)), plain], key=lambda e: len(e.data)), 0.0
+    return plain, 0.0
 
 
 def _u16_to_m(raw: np.ndarray, depth_scale: float) -> np.ndarray:
@@ -183,12 +287,23 @@ def depth_from_u16(raw: np.ndarray, depth_scale: float) -> np.ndarray:
     return _u16_to_m(raw, depth_scale)
 
 
-def decode_depth_payload(codec: str, data: bytes, height: int, width: int, depth_scale: float) -> np.ndarray:
+def decode_depth_stored(
+    codec: str, data: bytes, height: int, width: int, depth_scale: float
+) -> DepthPoints | DepthGrid:
+    """Depth as stored, for loaders: points for the point codecs, else the map of stored values."""
+    if codec in POINT_CODECS:
+        return _decode_points(codec, data, height, width, depth_scale)
     if codec == "u16":
-        return _u16_to_m(np.frombuffer(_ZSTD.decode(data), np.uint16).reshape(height, width), depth_scale)
+        return DepthGrid(np.frombuffer(_ZSTD.decode(data), np.uint16).reshape(height, width), depth_scale)
     if codec == "du16":
         deltas = np.frombuffer(imagecodecs.zstd_decode(data), np.uint16).reshape(height, width)
-        return _u16_to_m(imagecodecs.delta_decode(deltas, axis=1), depth_scale)
+        return DepthGrid(imagecodecs.delta_decode(deltas, axis=1), depth_scale)
     if codec == "f32":
-        return np.frombuffer(_ZSTD.decode(data), np.float32).reshape(height, width).copy()
+        return DepthGrid(np.frombuffer(_ZSTD.decode(data), np.float32).reshape(height, width).copy(), 0.0)
     raise DecodeError(f"unknown stored depth codec {codec!r}")
+
+
+def decode_depth_payload(codec: str, data: bytes, height: int, width: int, depth_scale: float) -> np.ndarray:
+    """Depth as the canonical HxW float32 map in metres, whatever the codec."""
+    stored = decode_depth_stored(codec, data, height, width, depth_scale)
+    return stored.dense() if isinstance(stored, DepthPoints) else stored.depth_m()

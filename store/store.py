@@ -17,7 +17,14 @@ from zarr.storage import FsspecStore, LocalStore
 from schemas.catalog import CATALOG_COLUMNS, QUARANTINE_COLUMNS
 from schemas.sample import Sample, SampleMeta
 from store import layout
-from store.codecs import DecodeError, checksum, decode_depth_payload, decode_rgb_payload
+from store.codecs import (
+    DecodeError,
+    DepthGrid,
+    DepthPoints,
+    checksum,
+    decode_depth_stored,
+    decode_rgb_payload,
+)
 from store.fs import StorageUnavailable, atomic_write, is_local, retry_io, storage_options_from_env, url_to_fs, where
 from store.table import DeltaRef, TableIOError, arrow_filesystem, delta_options
 
@@ -283,11 +290,17 @@ class Store:
 
     def read_arrays(self, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """(rgb uint8 HxWx3, depth_m float32 HxW) of a catalog row; needs only its locator columns."""
+        rgb, depth = self.read_stored(row)
+        return rgb, depth.dense() if isinstance(depth, DepthPoints) else depth.depth_m()
+
+    def read_stored(self, row: dict[str, Any]) -> tuple[np.ndarray, DepthPoints | DepthGrid]:
+        """(rgb uint8 HxWx3, depth as stored: points for sparse maps, else the map of stored values) for
+        loaders, which convert only what their crop keeps."""
         rgb_bytes, depth_bytes = self.read_payloads(row)
         h, w = row["height"], row["width"]
         try:
             rgb = decode_rgb_payload(row["rgb_codec"], rgb_bytes, h, w)
-            depth = decode_depth_payload(row["depth_codec"], depth_bytes, h, w, row["depth_scale"])
+            depth = decode_depth_stored(row["depth_codec"], depth_bytes, h, w, row["depth_scale"])
         except DecodeError as exc:
             raise CorruptSampleError(f"sample {row['sample_id']}: {exc}") from exc
         return rgb, depth

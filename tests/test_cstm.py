@@ -162,11 +162,14 @@ def test_windowed_resize_equals_the_whole_image_transform(h, w, ratio, crop, uv,
     reference = cv2.warpAffine(smooth, forward, crop[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     ours = warp_rgb(smooth, plan).astype(np.int16)
     # Compare where the crop sees the image (padding is 0 in ours, replicated in the reference); interior
-    # pixels agree to OpenCV's fixed-point rounding (warpAffine interpolates on a 1/32 px table).
+    # pixels agree to OpenCV's fixed-point rounding: warpAffine interpolates on a 1/32 px table, so up to
+    # 1/64 px of position error per axis, times the image's steepest step between neighbours.
+    steepest = max(np.abs(np.diff(smooth.astype(np.int16), axis=a)).max(initial=0) for a in (0, 1))
+    tolerance = 2 + steepest / 32
     xs = (np.arange(crop[1]) + plan.x0 + 0.5) / plan.sx - 0.5
     ys = (np.arange(crop[0]) + plan.y0 + 0.5) / plan.sy - 0.5
     inside = ((ys >= 0) & (ys <= h - 1))[:, None] & ((xs >= 0) & (xs <= w - 1))[None, :]
-    assert np.abs(ours - reference)[inside].max(initial=0) <= 2
+    assert np.abs(ours - reference)[inside].max(initial=0) <= tolerance
     outside = ((ys < -0.5 - 1 / plan.sy) | (ys > h - 0.5 + 1 / plan.sy))[:, None] | (
         (xs < -0.5 - 1 / plan.sx) | (xs > w - 0.5 + 1 / plan.sx)
     )[None, :]

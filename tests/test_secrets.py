@@ -61,6 +61,7 @@ def test_the_job_handed_to_ray_carries_no_secret(tiny_store, mlflow_sqlite, tmp_
 
     monkeypatch.setattr(ray.train.torch, "TorchTrainer", Trainer)
     monkeypatch.setattr(infra.ray_runtime, "init_ray", lambda *args: None)
+    monkeypatch.setattr(infra.ray_runtime, "cluster_capacity", lambda: ({"CPU": 2.0, "GPU": 0.0}, True))
     cfg = load_config("tiny", ["crop_hw=64,96", f"storage_path={tmp_path / 'ray'}"])
     with pytest.raises(_Stop):
         train(cfg, tiny_store)

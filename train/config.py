@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+LOADERS = ("inprocess", "ray_data")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,10 @@ class TrainConfig:
     mix_weights: tuple[float, ...] = ()  # one per dataset; empty = equal shares whatever the sizes
     losses: tuple[tuple[str, float], ...] = (("silog", 1.0), ("vnl", 0.5), ("rpnl", 0.5), ("pwn", 0.2))
     num_workers: int = 2  # Ray Train workers (DDP ranks)
-    cpus_per_worker: int = 1
+    cpus_per_worker: float = 1.0  # logical Ray CPUs each Ray Train worker reserves (0.5: two workers share one)
+    # loader = ray_data: logical Ray CPUs each rank's Ray Data pipeline (its loader tasks) reserves, on top of
+    # cpus_per_worker; train.run reserves num_workers x (cpus_per_worker + data_cpus_per_worker) in all
+    data_cpus_per_worker: float = 1.0
     use_gpu: bool = False
     bf16: bool = True  # autocast on GPU
     loader: str = "inprocess"  # inprocess: each rank loads its slice | ray_data: per-rank Ray Data pipelines
@@ -65,6 +69,13 @@ class TrainConfig:
             )
         if self.grad_clip_norm < 0:
             raise ValueError(f"grad_clip_norm must be >= 0 (0 = no clipping); got {self.grad_clip_norm}")
+        if self.loader not in LOADERS:
+            raise ValueError(f"unknown loader {self.loader!r}; valid: {', '.join(LOADERS)}")
+        if not (self.cpus_per_worker >= 0 and self.data_cpus_per_worker > 0):
+            raise ValueError(
+                f"need cpus_per_worker >= 0 and data_cpus_per_worker > 0; "
+                f"got {self.cpus_per_worker}, {self.data_cpus_per_worker}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

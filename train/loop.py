@@ -126,7 +126,14 @@ def _batches(cfg: TrainConfig, store, epoch: int, start: int, rank: int, world: 
         "ratio_range": cfg.ratio_range,
     }
     if cfg.loader == "ray_data":
-        return iter_torch(training_dataset(store, **kw), cfg.batch_size // world)
+        import ray.data
+
+        # One loader task at a time per rank, holding the data_cpus_per_worker CPUs train.run reserved beside the
+        # Train workers' own; the rank's executor plans within those (and asks an autoscaler for no more).
+        options = ray.data.DataContext.get_current().execution_options
+        options.resource_limits = options.resource_limits.copy(cpu=cfg.data_cpus_per_worker)
+        ds = training_dataset(store, **kw, num_cpus=cfg.data_cpus_per_worker, concurrency=1)
+        return iter_torch(ds, cfg.batch_size // world)
     return training_batches(store, **kw)
 
 

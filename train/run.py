@@ -8,6 +8,8 @@ Examples:
 Local Ray by default (RAY_ADDRESS selects a cluster); MLflow in ./mlflow.db unless MLFLOW_TRACKING_URI is set.
 The last line names the registered model version and its URI. A corrupt sample is replaced and counted (MLflow
 metric bad_samples, artifact bad_samples.json); more than max_bad_samples stops the run with one line naming them.
+The run reserves num_workers x cpus_per_worker CPUs, plus num_workers x data_cpus_per_worker with loader=ray_data;
+a runtime that cannot hold them stops it at start with one line (docs/operations.md, "Ray").
 
 Resuming: a run is one Ray Train run and one MLflow run. `--resume RUN` (an MLflow run id or the run's name)
 continues a pre-empted or killed run from its last checkpoint: same MLflow run, same pinned catalog version,
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -57,7 +60,7 @@ def train(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from infra.ray_runtime import init_ray
+    from infra.ray_runtime import cluster_capacity, init_ray
     from model import get_model_config
     from pipelines import catalog_digest, plan_epoch
     from pipelines.cstm import check_mode
@@ -79,6 +82,17 @@ def train(
     plan = plan_epoch(store, cfg.mix(), cfg.seed, 0, cfg.batch_size)
     sizes = {d: int(n) for d, n in zip(*np.unique(np.asarray(plan.rows["dataset"].to_pylist()), return_counts=True))}
     resumed_id = previous.info.run_id if previous is not None else None
+    # Before the MLflow run and the trainer: a runtime short of what the run reserves is one line now, not a hang
+    # later (Ray Data's loader actors waiting for CPUs the Train workers hold). A local runtime is started with
+    # as many logical CPUs as the run reserves, more than this machine's cores if need be: Ray's CPUs are
+    # scheduling slots, not cores, and the workers and loader actors then share the cores.
+    need = run_resources(cfg)
+    init_ray(max(2, math.ceil(round(need["CPU"], 4))))
+    capacity, final = cluster_capacity()
+    if short := resource_shortfall(cfg, capacity):
+        if final:
+            raise ClusterTooSmall(short)
+        print(f"warning: {short} (starting anyway: an autoscaling cluster adds nodes on demand)", file=sys.stderr)
     with tracking.start_run(cfg.experiment, run_name, run_id=resumed_id) as run:
         storage = _absolute(cfg.storage_path)
         name = _ray_name(previous, run_name, cfg.experiment, run.info.run_id)
@@ -101,7 +115,6 @@ def train(
             "drill_dir": os.path.join(storage, name, "drill"),
             "train_datasets": sorted(plan.order.counts),
         }
-        init_ray(max(2, cfg.num_workers * cfg.cpus_per_worker))
         trainer = TorchTrainer(
             train_loop,
             train_loop_config=loop_config,
@@ -139,6 +152,45 @@ def train(
             "store_version": store.version,
             "checkpoint": checkpoint_path,
         }
+
+
+class ClusterTooSmall(ValueError):
+    """The Ray runtime cannot hold the CPUs or GPUs a run reserves (the CLI prints it as one line)."""
+
+
+def run_resources(cfg: TrainConfig) -> dict[str, float]:
+    """The logical CPUs and GPUs a run reserves: num_workers x cpus_per_worker CPUs for the Ray Train workers, plus
+    num_workers x data_cpus_per_worker for their Ray Data pipelines when loader = ray_data, and a GPU per worker
+    when use_gpu."""
+    data = cfg.data_cpus_per_worker if cfg.loader == "ray_data" else 0.0
+    return {"CPU": cfg.num_workers * (cfg.cpus_per_worker + data), "GPU": float(cfg.num_workers if cfg.use_gpu else 0)}
+
+
+def resource_shortfall(cfg: TrainConfig, capacity: Mapping[str, float]) -> str | None:
+    """One line naming what the run needs beyond `capacity` (CPU and GPU counts) and what to change; None if it fits."""
+    need, workers, problems = run_resources(cfg), cfg.num_workers, []
+    have = {k: float(capacity.get(k, 0.0)) for k in need}
+    if need["CPU"] - have["CPU"] > 1e-6:  # Ray counts resources in 1/10000ths: 2 x (0.1 + 0.2) fits in 0.6
+        per = have["CPU"] / workers
+        if cfg.loader == "ray_data":
+            what = f"loader=ray_data needs {need['CPU']:g} CPUs ({workers} workers x ({cfg.cpus_per_worker:g} train"
+            what += f" + {cfg.data_cpus_per_worker:g} data))"
+            share = math.floor(per / 2 * 100) / 100
+            lower = "cpus_per_worker / data_cpus_per_worker"
+            hint = f" (e.g. --set cpus_per_worker={share:g} --set data_cpus_per_worker={share:g})" if share else ""
+        else:
+            what = f"training needs {need['CPU']:g} CPUs ({workers} workers x {cfg.cpus_per_worker:g})"
+            share = math.floor(per * 100) / 100
+            lower = "cpus_per_worker or num_workers"
+            hint = f" (e.g. --set cpus_per_worker={share:g})" if share else ""
+        problems.append(f"{what}; the cluster has {have['CPU']:g}: add CPUs, or lower {lower}{hint}")
+    if need["GPU"] - have["GPU"] > 1e-6:
+        fewer = f"--set num_workers={int(have['GPU'])}" if have["GPU"] >= 1 else "--set use_gpu=false"
+        problems.append(
+            f"use_gpu needs {need['GPU']:g} GPUs ({workers} workers x 1); the cluster has {have['GPU']:g}: "
+            f"add GPUs, or {fewer}"
+        )
+    return "; ".join(problems) or None
 
 
 # What the workers need to find S3, MLflow and the hub: places and names, never a secret. Ray stores a runtime
@@ -210,8 +262,10 @@ def _check_resumable(previous, cfg: TrainConfig, store_url: str, store_version: 
     grow); returns the pinned catalog version."""
     import mlflow
 
-    saved = mlflow.artifacts.load_dict(f"runs:/{previous.info.run_id}/config.json")
-    now = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as the saved JSON has them
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))  # tuples as lists, as the saved JSON has them
+    # A field added since the run started was, for that run, its default: an older run stays resumable.
+    saved = {**defaults, **mlflow.artifacts.load_dict(f"runs:/{previous.info.run_id}/config.json")}
+    now = json.loads(json.dumps(cfg.to_dict()))
     differ = sorted(k for k in set(saved) | set(now) if k != "steps" and saved.get(k) != now.get(k))
     if differ:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:5])
