@@ -3,7 +3,7 @@
 RGB codecs, as written in the catalog's rgb_codec column:
   jpeg    the dataset's own JPEG file, byte for byte (re-encoding it losslessly costs 4-7x the bytes)
   png     the dataset's own PNG file, byte for byte
-  dzstd   uint8 HxWx3, horizontal byte delta then zstd level 3: lossless, about the size of the source
+  dzstd   uint8 HxWx3, horizontal byte delta then zstd level 1: lossless, about the size of the source
           PNG (0.98x on KITTI) and 4-5x faster to decode (docs/performance.md has the measurements)
   raw     uint8 HxWx3, zstd level 3 (no delta: 1.2x PNG bytes)
 Write policies (`--rgb-codec`): auto (default: keep JPEG; PNG -> dzstd when within 1.1x of the PNG's
@@ -18,8 +18,8 @@ Depth codecs (the smaller of the candidates is kept, per sample):
   pf32    the same with float32 metres (projected lidar of datasets that ship floats)
 Points payload: uint32 count, uint32 length of the index part, then zstd(byteshuffle(index gaps as uint32)),
 then zstd(byteshuffle(value deltas as uint16)) or zstd(byteshuffle(float32 values)). Points are 0.64-0.86x
-the bytes of the u16 map at every valid fraction below 0.5 measured (KITTI, NYU thinned, nuScenes-like);
-the map is kept in the rare case it is smaller, so no sample grows.
+the bytes of the u16 map at every valid fraction below 0.5 measured (KITTI, NYU thinned, nuScenes-like); maps
+of up to 65,536 pixels keep the map when it is smaller (two zstd frames' overhead can outweigh the saving).
 `valid` is not stored: the canonical contract makes it exactly depth_m > 0.
 """
 
@@ -37,7 +37,7 @@ from numcodecs import Zstd
 from schemas.sample import SPARSE_VALID_FRAC
 
 _ZSTD = Zstd(level=3)
-_DZSTD_LEVEL = 3  # rgb: level 9 saves 0.3 % of the bytes for 2-3x the encode time (bench.ingest)
+_DZSTD_LEVEL = 1  # rgb: on KITTI frames level 1 is 1 % smaller than 3, 2-3x faster to encode, 15 % faster to decode
 _DU16_LEVEL = 9  # dense depth: level 9 keeps NYU-like stores at 1.03x the source bytes (1.07x at level 3)
 # auto keeps a PNG's own bytes when the faster dzstd payload would grow the store beyond this ratio.
 MAX_BYTES_RATIO = 1.1
@@ -109,10 +109,26 @@ def _check_complete(data: bytes, fmt: str) -> None:
         raise DecodeError("truncated JPEG (no end-of-image marker)")
 
 
+# PNG colour types libpng decodes without any transform: greyscale (0) and truecolour (2). For these libpng's
+# output is exactly OpenCV's (RGB instead of BGR), 20-25 % faster than cv2.imdecode + cvtColor on KITTI frames.
+_PNG_PLAIN = {(0, 8), (0, 16), (2, 8)}  # (colour type, bit depth)
+
+
+def _decode_plain_png(data: bytes) -> np.ndarray | None:
+    if len(data) < 26 or (data[25], data[24]) not in _PNG_PLAIN:
+        return None
+    try:
+        return imagecodecs.png_decode(data)
+    except imagecodecs.PngError as exc:
+        raise DecodeError(f"libpng could not decode this PNG: {exc}") from exc
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """PNG/JPEG bytes -> uint8 HxWx3 RGB (8-bit colour) or HxW uint16/uint8 (single channel, as stored)."""
     fmt = image_format(data)
     _check_complete(data, fmt)
+    if fmt == "png" and (plain := _decode_plain_png(data)) is not None:
+        return plain
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise DecodeError(f"OpenCV could not decode this {fmt.upper()}")
@@ -180,6 +196,10 @@ def decode_rgb_payload(codec: str, data: bytes, height: int, width: int) -> np.n
 POINT_CODECS = ("pu16", "pf32")
 _POINTS_HEADER = struct.Struct("<II")  # number of points, bytes of the index part
 _POINTS_LEVEL = 3  # level 9 saves 2-3 % here for 3x the encode time
+# Sparse maps above this many pixels are stored as points without trying the map: points were 0.64-0.86x the
+# map's bytes at every valid fraction below 0.5 measured on real maps (KITTI 375x1242, nuScenes-like 900x1600,
+# NYU thinned), and compressing the map too cost 2-4 ms per sample, a tenth of ingest.
+_POINTS_ALWAYS_PX = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -217,14 +237,13 @@ class DepthGrid:
 
 def points_of(depth: np.ndarray, scale: float = 0.0) -> DepthPoints:
     """The valid (non-zero) pixels of a stored-value map as DepthPoints."""
-    index = np.flatnonzero(depth)
+    index = np.flatnonzero(depth != 0)  # on a bool mask: 4x faster than on the values
     return DepthPoints(depth.shape, index, depth.ravel()[index], scale)
 
 
-def _encode_points(values: np.ndarray) -> bytes:
-    index = np.flatnonzero(values)
-    gaps = np.diff(index, prepend=0).astype(np.uint32)  # ascending: first index, then steps (< 2**32 pixels)
-    stored = values.ravel()[index]
+def _encode_points(index: np.ndarray, stored: np.ndarray) -> bytes:
+    """Ascending row-major indices of the valid pixels and their stored values (uint16 or float32)."""
+    gaps = np.diff(index, prepend=0).astype(np.uint32)  # the first index, then the steps (< 2**32 pixels)
     if stored.dtype == np.uint16:
         stored = imagecodecs.delta_encode(stored)  # neighbouring points lie on nearby surfaces
     index_part = imagecodecs.zstd_encode(imagecodecs.byteshuffle_encode(gaps).tobytes(), level=_POINTS_LEVEL)
@@ -254,27 +273,43 @@ def _decode_points(codec: str, data: bytes, height: int, width: int, depth_scale
     return DepthPoints((height, width), index, stored, depth_scale if codec == "pu16" else 0.0)
 
 
+def _as_u16(depth_m: np.ndarray, depth_scale: float) -> np.ndarray | None:
+    """The integers round(depth_m * depth_scale) as uint16 when they give back depth_m bit for bit, else None."""
+    raw = np.rint(depth_m * np.float32(depth_scale))  # exact in float32: values <= 65535, 24-bit mantissas
+    if raw.max(initial=0) > np.iinfo(np.uint16).max:
+        return None
+    raw16 = raw.astype(np.uint16)
+    return raw16 if np.array_equal(_u16_to_m(raw16, depth_scale), depth_m) else None
+
+
 def encode_depth(depth_m: np.ndarray, depth_scale: float | None) -> tuple[Encoded, float]:
     """Integers when they reproduce depth_m bit for bit (checked), float32 otherwise; sparse maps as points
     unless the map is smaller. Returns the scale used (0 for float32)."""
-    sparse = np.count_nonzero(depth_m) < SPARSE_VALID_FRAC * depth_m.size
-    if depth_scale:
-        raw = np.rint(depth_m * np.float32(depth_scale))  # float32 is exact: values <= 65535 with 24-bit mantissas
-        if raw.max(initial=0) <= np.iinfo(np.uint16).max:
-            raw16 = raw.astype(np.uint16)
-            if np.array_equal(_u16_to_m(raw16, depth_scale), depth_m):
-                plain = Encoded("u16", _ZSTD.encode(raw16))
-                if sparse:  # the delta map is never the smaller one for sparse maps (bench.ingest)
-                    candidates = [Encoded("pu16", _encode_points(raw16)), plain]
-                else:
-                    deltas = imagecodecs.delta_encode(raw16, axis=1)
-                    candidates = [plain, Encoded("du16", imagecodecs.zstd_encode(deltas, level=_DU16_LEVEL))]
-                return min(candidates, key=lambda e: len(e.data)), float(depth_scale)
-    f32 = np.ascontiguousarray(depth_m, np.float32)
-    plain = Encoded("f32", _ZSTD.encode(f32))
-    if sparse:
-        return min([Encoded("pf32", _encode_points(f32)), plain], key=lambda e: len(e.data)), 0.0
-    return plain, 0.0
+    flat = np.ascontiguousarray(depth_m, np.float32).reshape(-1)
+    index = np.flatnonzero(flat != 0)  # on a bool mask: 4x faster than on float32 values
+    if index.size >= SPARSE_VALID_FRAC * flat.size:
+        raw16 = _as_u16(depth_m, depth_scale) if depth_scale else None
+        if raw16 is None:
+            return Encoded("f32", _ZSTD.encode(flat)), 0.0
+        deltas = imagecodecs.delta_encode(raw16, axis=1)
+        candidates = [
+            Encoded("u16", _ZSTD.encode(raw16)),
+            Encoded("du16", imagecodecs.zstd_encode(deltas, level=_DU16_LEVEL)),
+        ]
+        return min(candidates, key=lambda e: len(e.data)), float(depth_scale)
+    # Sparse: points; only the valid values are converted and checked. Small maps also try the plain map (the
+    # delta map is never the smaller for sparse maps), whose single zstd frame can beat the points' two.
+    values = flat[index]
+    raw16 = _as_u16(values, depth_scale) if depth_scale else None
+    stored, scale = (values, 0.0) if raw16 is None else (raw16, float(depth_scale))
+    points = Encoded("pf32" if raw16 is None else "pu16", _encode_points(index, stored))
+    if flat.size > _POINTS_ALWAYS_PX:
+        return points, scale
+    dense = np.zeros(flat.size, stored.dtype)
+    dense[index] = stored
+    return min(
+        [points, Encoded("f32" if raw16 is None else "u16", _ZSTD.encode(dense))], key=lambda e: len(e.data)
+    ), scale
 
 
 def _u16_to_m(raw: np.ndarray, depth_scale: float) -> np.ndarray:

@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import google_crc32c
 import numpy as np
 import pyarrow as pa
 import zarr
@@ -34,42 +35,40 @@ class Rejected:
     split: str
 
 
-def _write_bytes_array(group: zarr.Group, name: str, blobs: list[bytes]) -> None:
+# zarr v3 sharding, as zarr itself writes it: the chunks back to back, each a variable-length bytes chunk of one
+# element ([u32 count = 1][u32 length][payload]), then the index (n x (offset, nbytes) uint64 LE) and the
+# crc32c of the index (uint32 LE).
+_VLEN_HEADER = 8
+
+
+def _create_bytes_array(group: zarr.Group, name: str, n: int) -> None:
     # One element per sample, one shard file per array: mixed image sizes cost no padding, and a read of
     # one sample is a range request for its chunk. Payloads are already compressed by store.codecs.
-    values = np.empty(len(blobs), dtype=object)
-    values[:] = blobs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zarr: variable-length bytes have no finalised v3 spec yet
-        arr = group.create_array(
+        group.create_array(
             name,
-            shape=(len(blobs),),
+            shape=(n,),
             chunks=(1,),
-            shards=(max(len(blobs), 1),),
+            shards=(max(n, 1),),
             dtype="variable_length_bytes",
             compressors=None,
         )
-    if blobs:
-        arr[:] = values
 
 
-# zarr v3 sharding: the index (n x (offset, nbytes) uint64 LE + crc32c) ends the shard file; a
-# variable-length bytes chunk of one element is [u32 count = 1][u32 length][payload].
-_INDEX_ENTRY, _INDEX_CRC, _VLEN_HEADER = 16, 4, 8
-
-
-def payload_offsets(store: Store, path: str, lengths: list[int]) -> list[int]:
-    """Byte offsets of each element's payload inside a written shard file, read from the shard's own index,
-    so a reader can fetch a sample with one range request instead of going through zarr's machinery."""
-    n = len(lengths)
-    if n == 0:
-        return []
-    size = store.fs.size(path)
-    tail = store.fs.cat_file(path, start=size - (n * _INDEX_ENTRY + _INDEX_CRC))
-    index = np.frombuffer(tail[: n * _INDEX_ENTRY], "<u8").reshape(n, 2)
-    if not np.array_equal(index[:, 1], np.asarray(lengths, np.uint64) + _VLEN_HEADER):
-        raise RuntimeError(f"{path}: shard index disagrees with the payloads just written")
-    return (index[:, 0] + _VLEN_HEADER).astype(np.int64).tolist()
+def shard_file(blobs: list[bytes]) -> tuple[list[bytes], list[int]]:
+    """The parts of the zarr v3 shard file holding `blobs` as one-element chunks (to be written in order), and
+    each payload's byte offset in it. Built here rather than through zarr's codec pipeline, which took 11 ms per
+    KITTI sample (a third of ingest); zarr reads it back unchanged (tests/test_store.py reads through zarr)."""
+    parts, index, offsets, at = [], np.empty((len(blobs), 2), "<u8"), [], 0
+    for i, blob in enumerate(blobs):
+        parts += [np.array([1, len(blob)], "<u4").tobytes(), blob]
+        index[i] = (at, _VLEN_HEADER + len(blob))
+        offsets.append(at + _VLEN_HEADER)
+        at += _VLEN_HEADER + len(blob)
+    index_bytes = index.tobytes()
+    parts += [index_bytes, np.array([google_crc32c.value(index_bytes)], "<u4").tobytes()]
+    return parts, offsets
 
 
 @dataclass(frozen=True)
@@ -170,11 +169,18 @@ def stage_shard(
             rows[k].append(v)
     if samples:  # a shard whose every input was rejected has no arrays
         group = zarr.open_group(store.zarr_store(group_path), mode="w")
-        _write_bytes_array(group, "rgb", rgb_blobs)
-        _write_bytes_array(group, "depth", depth_blobs)
-    for name, blobs in (("rgb", rgb_blobs), ("depth", depth_blobs)):
-        path = layout.array_file(store.root, dataset, f"{shard}-{attempt}", name)
-        rows[f"{name}_offset"] = payload_offsets(store, path, [len(b) for b in blobs])
+        for name, blobs in (("rgb", rgb_blobs), ("depth", depth_blobs)):
+            _create_bytes_array(group, name, len(blobs))
+            parts, rows[f"{name}_offset"] = shard_file(blobs)
+            path = layout.array_file(store.root, dataset, f"{shard}-{attempt}", name)
+            store.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # local disks need the folder; S3 has none
+            with store.fs.open(path, "wb") as f:
+                # Part by part, not joined: one 36 MB write() cost 13x the kernel CPU of the same bytes in ~1 MB
+                # writes on ext4 here (0.47 s against 0.03 s, bench.ingest), and the join is a copy.
+                for part in parts:
+                    f.write(part)
+    else:
+        rows["rgb_offset"], rows["depth_offset"] = [], []
     table = pa.table(rows, schema=CATALOG_COLUMNS)
     validate_catalog(table)
     return Staged(table, quarantine_rows(dataset, shard, rejected))
