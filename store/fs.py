@@ -41,14 +41,16 @@ def retry_io(
     first_wait_s: float = FIRST_WAIT_S,
     error: type[StorageUnavailable] = StorageUnavailable,
     hint: str = "",
+    transient: Callable[[BaseException], bool] = is_transient,
 ) -> T:
-    """Call `fn`, retrying transient faults with exponential backoff; then `error` naming `what`."""
+    """Call `fn`, retrying the faults `transient` accepts with exponential backoff; then `error` naming `what`.
+    The one retry loop of the project: stores, sources and the Delta tables each only say what is transient."""
     wait = first_wait_s
     for attempt in range(tries):
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - classified right here
-            if not is_transient(exc):
+            if not transient(exc):
                 raise
             if attempt == tries - 1:
                 tail = f"; {hint}" if hint else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +22,14 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
+from store.fs import StorageUnavailable, retry_io
+
 # row_key = (commit version << 32) + position in that commit: the canonical order of a version's rows.
 ROW_KEY_SHIFT = 32
 PARTITION = "dataset"
 
 
-class TableIOError(OSError):
+class TableIOError(StorageUnavailable):
     """The table's storage did not answer after the retries: a transient fault, never quarantined."""
 
 
@@ -86,18 +87,11 @@ def _retrying(
     `invalid_is_transient`: the files read are committed and immutable, so a file that reads as invalid
     (an empty body after a reset connection: "Parquet file size is 0 bytes") is a transport fault too."""
     retried: tuple[type[BaseException], ...] = (OSError, pa.ArrowInvalid) if invalid_is_transient else (OSError,)
-    wait = first_wait_s
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except (TableNotFoundError, CommitFailedError):
-            raise
-        except retried as exc:
-            if attempt == attempts - 1:
-                raise TableIOError(f"{what}: storage did not answer after {attempts} tries: {exc}") from exc
-            time.sleep(wait)
-            wait *= 2
-    raise AssertionError("unreachable")
+
+    def transient(exc: BaseException) -> bool:
+        return isinstance(exc, retried) and not isinstance(exc, (TableNotFoundError, CommitFailedError))
+
+    return retry_io(what, fn, attempts, first_wait_s, error=TableIOError, transient=transient)
 
 
 @dataclass
