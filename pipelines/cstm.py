@@ -180,10 +180,33 @@ def _resize_window(
         return np.zeros((*plan.out_hw, *image.shape[2:]), image.dtype) if out is None else out
     window = image[v0:v1, u0:u1]
     if (plan.sx, plan.sy) != (1.0, 1.0):
-        # fx/fy given (no dsize): OpenCV keeps exactly these factors, so window pixel d samples the source
-        # at u0 + (d + 0.5) / sx - 0.5, the whole-image resize's own grid.
-        window = cv2.resize(window, None, fx=plan.sx, fy=plan.sy, interpolation=interpolation)
+        size_hw = (round(window.shape[0] * plan.sy), round(window.shape[1] * plan.sx))  # as OpenCV rounds it
+        if interpolation == cv2.INTER_NEAREST_EXACT:
+            window = _nearest(window, plan, size_hw, image.shape[:2])
+        elif size_hw == window.shape[:2]:
+            # cv2.resize returns an input whose rounded output size equals its own untouched, whatever the
+            # factors (a window within 0.5 px of its size): warpAffine on the same grid instead (its 1/32-px
+            # coordinate table: within a grey level or two of cv2.resize).
+            forward = np.array([[plan.sx, 0.0, 0.5 * plan.sx - 0.5], [0.0, plan.sy, 0.5 * plan.sy - 0.5]])
+            window = cv2.warpAffine(
+                window, forward, size_hw[::-1], flags=interpolation, borderMode=cv2.BORDER_REPLICATE
+            )
+        else:
+            # fx/fy given (no dsize): OpenCV keeps exactly these factors for bilinear, so window pixel d samples
+            # the source at u0 + (d + 0.5) / sx - 0.5, the whole-image resize's own grid.
+            window = cv2.resize(window, None, fx=plan.sx, fy=plan.sy, interpolation=interpolation)
     return _place(window, plan, out, scale)
+
+
+def _nearest(window: np.ndarray, plan: Plan, size_hw: tuple[int, int], hw: tuple[int, int]) -> np.ndarray:
+    """Nearest neighbour on the whole image's grid: window pixel d takes source pixel floor((d + 0.5) / s), as
+    INTER_NEAREST_EXACT does on the whole image, in integers (s = resized / original size exactly, so no float
+    lands a hair below a pixel boundary). cv2.resize on a window would take its step from the window's
+    rounded size instead, up to a pixel off the RGB's grid."""
+    (h, w), (rh, rw) = hw, (round(hw[0] * plan.sy), round(hw[1] * plan.sx))
+    rows = np.minimum((2 * np.arange(size_hw[0]) + 1) * h // (2 * rh), window.shape[0] - 1)
+    cols = np.minimum((2 * np.arange(size_hw[1]) + 1) * w // (2 * rw), window.shape[1] - 1)
+    return window[rows][:, cols]
 
 
 def warp_rgb(rgb: np.ndarray, plan: Plan, out: np.ndarray | None = None) -> np.ndarray:

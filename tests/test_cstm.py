@@ -174,3 +174,65 @@ def test_windowed_resize_equals_the_whole_image_transform(h, w, ratio, crop, uv,
         (xs < -0.5 - 1 / plan.sx) | (xs > w - 0.5 + 1 / plan.sx)
     )[None, :]
     assert (ours[outside] == 0).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    h=st.integers(5, 60),
+    w=st.integers(8, 90),
+    ratio=st.floats(0.95, 1.1),
+    crop=st.tuples(st.integers(4, 40), st.integers(4, 60)),
+    uv=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+    seed=st.integers(0, 1000),
+)
+def test_windows_resized_by_nearly_one_match_the_whole_image_resize(h, w, ratio, crop, uv, seed):
+    """Windowed resizing matches the whole-image resize, including a window whose rounded size does not change
+    (cv2.resize then returns it untouched): nearest neighbour exactly (on the whole image's grid, which
+    cv2.resize on a window does not keep), bilinear within OpenCV's fixed-point rounding."""
+    import cv2
+    from hypothesis import assume
+
+    from pipelines.cstm import warp_depth, warp_rgb
+
+    plan = plan_transform((h, w), (100.0, 100.0, w / 2, h / 2), "none", ratio=ratio, crop_hw=crop, crop_uv=uv)
+    assume((round(h * plan.sy), round(w * plan.sx)) != (h, w))  # the whole-image reference itself resizes
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(1.0, 50.0, (h, w)).astype(np.float32)
+    rgb = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 2)
+    assume(float(plan.x0).is_integer() and float(plan.y0).is_integer())  # the crop starts on whole pixels
+    x0, y0 = int(plan.x0), int(plan.y0)
+    ch, cw = crop
+
+    def whole(image: np.ndarray, interpolation: int) -> np.ndarray:
+        full = cv2.resize(image, None, fx=plan.sx, fy=plan.sy, interpolation=interpolation)
+        out = np.zeros((ch, cw, *image.shape[2:]), image.dtype)
+        ys, xs = max(y0, 0), max(x0, 0)
+        ye, xe = min(y0 + ch, full.shape[0]), min(x0 + cw, full.shape[1])
+        out[ys - y0 : ye - y0, xs - x0 : xe - x0] = full[ys:ye, xs:xe]
+        return out
+
+    # Nearest neighbour exactly, except where a sample point falls exactly on a pixel boundary: there we take
+    # floor (the pixel to the right / below), OpenCV's 16-bit fixed point may take either neighbour.
+    rh, rw = round(h * plan.sy), round(w * plan.sx)
+    tie_rows = ((2 * (np.arange(ch) + y0) + 1) * h) % (2 * rh) == 0
+    tie_cols = ((2 * (np.arange(cw) + x0) + 1) * w) % (2 * rw) == 0
+    same = warp_depth(depth, plan, sparse=False) == whole(depth, cv2.INTER_NEAREST_EXACT)
+    assert same[~tie_rows][:, ~tie_cols].all()
+    diff = np.abs(warp_rgb(rgb, plan).astype(np.int16) - whole(rgb, cv2.INTER_LINEAR).astype(np.int16))
+    assert diff.max(initial=0) <= 2
+
+
+def test_a_window_cv2_would_return_untouched_is_resized():
+    """The case hypothesis found: 5x12, ratio 1.0625 -> a 5x6 window whose output rounds to 5x6."""
+    import cv2
+
+    from pipelines.cstm import warp_depth, warp_rgb
+
+    rng = np.random.default_rng(0)
+    rgb = cv2.GaussianBlur(rng.integers(0, 256, (5, 12, 3), dtype=np.uint8), (5, 5), 2)
+    depth = rng.uniform(1.0, 10.0, (5, 12)).astype(np.float32)
+    plan = plan_transform((5, 12), (100.0, 100.0, 6.0, 2.5), "none", ratio=1.0625, crop_hw=(4, 4), crop_uv=(0, 0))
+    full_rgb = cv2.resize(rgb, None, fx=plan.sx, fy=plan.sy, interpolation=cv2.INTER_LINEAR)
+    full_depth = cv2.resize(depth, None, fx=plan.sx, fy=plan.sy, interpolation=cv2.INTER_NEAREST_EXACT)
+    assert np.array_equal(warp_rgb(rgb, plan), full_rgb[:4, :4])
+    assert np.array_equal(warp_depth(depth, plan, sparse=False), full_depth[:4, :4])
