@@ -20,13 +20,38 @@ def _cfg(tmp_path: Path, **overrides):
     return load_config("tiny", sets)
 
 
+def _epoch_loss(cfg, store: str, weights: dict | None) -> float:
+    """The training loss over one epoch of the run's batches, for the model at `weights` (None: as initialised)."""
+    from model import build_model, get_model_config
+    from model.losses import total_loss
+    from pipelines import training_batches
+
+    torch.manual_seed(cfg.seed)  # the initial weights the run started from
+    model = build_model(get_model_config(cfg.model_name, cstm=cfg.cstm))
+    if weights is not None:
+        model.load_state_dict(weights)
+    model.eval()
+    generator, losses = torch.Generator().manual_seed(0), []
+    kw = {"batch_size": cfg.batch_size, "cstm": cfg.cstm, "crop_hw": cfg.crop_hw, "ratio_range": cfg.ratio_range}
+    with torch.no_grad():
+        for batch in training_batches(store, mix=cfg.mix(), seed=cfg.seed, **kw):
+            pred = model(batch["rgb"]).float()
+            loss, _ = total_loss(pred, batch["depth_c"], batch["valid"], batch["k_px_c"], dict(cfg.losses), generator)
+            losses.append(loss.item())
+    return float(np.mean(losses))
+
+
 def test_overfit_tracks_and_registers(tiny_store, ray_runtime, mlflow_sqlite, tmp_path):
     cfg = _cfg(tmp_path, steps=200, log_every=10, checkpoint_every=200, registered_model="tiny-overfit")
     out = train(cfg, tiny_store)
     client = mlflow.MlflowClient()
     losses = [m.value for m in sorted(client.get_metric_history(out["run_id"], "loss"), key=lambda m: m.step)]
     assert len(losses) == 21  # step 1, then every 10 steps
-    assert np.mean(losses[-3:]) <= 0.5 * losses[0], losses
+    state = torch.load(out["checkpoint"], weights_only=True)  # tensors and plain values only
+    # Each logged loss is one batch's (0.12-0.70 across these cameras and datasets): the fit is judged on the
+    # whole epoch of training batches, trained weights against the same initial weights.
+    fitted, initial = _epoch_loss(cfg, tiny_store, state["model"]), _epoch_loss(cfg, tiny_store, None)
+    assert fitted <= 0.5 * initial, (fitted, initial)
     run = client.get_run(out["run_id"])
     assert run.data.params["model_name"] == "metric3d_tiny" and run.data.params["steps"] == "200"
     for key in ("samples_per_s", "data_wait_share", "lr", "silog"):
@@ -39,7 +64,6 @@ def test_overfit_tracks_and_registers(tiny_store, ray_runtime, mlflow_sqlite, tm
     assert {"previews", "lineage"} <= artifacts and "checkpoint" not in artifacts  # weights once, in the model
     assert out["model_uri"] == "models:/tiny-overfit@candidate" and out["version"] == "1"
     assert str(client.get_model_version_by_alias("tiny-overfit", "candidate").version) == "1"
-    state = torch.load(out["checkpoint"], weights_only=True)  # tensors and plain values only
     assert state["train_datasets"] == ["synthetic_kitti", "synthetic_nyu"] and state["step"] == 200
     model = mlflow.pyfunc.load_model(out["model_uri"])
     image = np.random.default_rng(0).integers(0, 255, (1, 64, 96, 3), dtype=np.uint8)
