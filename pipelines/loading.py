@@ -152,13 +152,12 @@ class _Loader:
 
     def batch(self, rows: list[dict[str, Any]], positions: np.ndarray) -> dict[str, Any]:
         """The numpy batch for these rows at these global positions: arrays, ids, datasets, and per sample
-        the candidates that failed before it."""
+        the candidates that failed before it. No `valid`: it is depth_c > 0, made where the batch is used."""
         slots = Slots.zeros(len(rows), self.aug.crop_hw)
         loaded = [self.load(row, int(p), slots, i) for i, (row, p) in enumerate(zip(rows, positions))]
         return {
             "rgb": slots.rgb,
             "depth_c": slots.depth_c,
-            "valid": slots.depth_c > 0,
             "k_px_c": slots.k_px_c,
             "f_px": slots.f_px,
             "sample_id": [sample_id for sample_id, _, _ in loaded],
@@ -265,6 +264,7 @@ def training_batches(
         rows = rows_at(plan.rows, plan.order.rows[positions])
         batch = loader.batch(rows, positions)
         failed = batch.pop("failed")
+        batch["valid"] = batch["depth_c"] > 0
         yield {**batch, **_tensors(batch), "bad_samples": [b for bad in failed for b in bad]}
 
 
@@ -293,8 +293,7 @@ def _load_block(batch: pa.Table, context: dict[str, Any]) -> dict[str, np.ndarra
     """Ray Data map_batches task: rows (a few batches' worth) -> their arrays, in row order."""
     loader = _worker_loader(**context)
     rows = batch.to_pylist()
-    out = loader.batch(rows, np.array([r["position"] for r in rows]))
-    del out["valid"]  # depth_c > 0: made where it is used rather than moved through the object store
+    out = loader.batch(rows, np.array([r["position"] for r in rows]))  # no valid mask through the object store
     return {
         **out,
         "sample_id": np.array(out["sample_id"], object),

@@ -264,11 +264,12 @@ def _decode_points(codec: str, data: bytes, height: int, width: int, depth_scale
         raise DecodeError(f"{codec} payload does not decompress: {exc}") from exc
     if gaps.size != count or stored.size != count:
         raise DecodeError(f"{codec} payload holds {gaps.size} indices and {stored.size} values, header says {count}")
-    index = np.cumsum(imagecodecs.byteshuffle_decode(gaps), dtype=np.int64)
+    gaps = imagecodecs.byteshuffle_decode(gaps)
+    index = np.cumsum(gaps, dtype=np.int64)
     stored = imagecodecs.byteshuffle_decode(stored)
     if codec == "pu16":
         stored = imagecodecs.delta_decode(stored)
-    if count and (index[-1] >= height * width or (count > 1 and not (np.diff(index) > 0).all())):
+    if count and (index[-1] >= height * width or not (gaps[1:] > 0).all()):  # ascending: every step > 0
         raise DecodeError(f"{codec} payload has point indices outside the {width}x{height} map or out of order")
     return DepthPoints((height, width), index, stored, depth_scale if codec == "pu16" else 0.0)
 
